@@ -1,0 +1,161 @@
+"""Safe files: atomic writes, JSON manifests with checksums, pickle-free arrays.
+
+Every saved object (model directory, checkpoint) is a directory holding
+``manifest.json`` and weight files in safetensors format. The manifest carries
+``format`` (always ``"bayesemu"``), ``format_version``, ``kind`` (``"model"``,
+``"checkpoint"``, ...) and the SHA-256 of each weight file, so a truncated,
+corrupted, foreign or wrong-version file is refused with a
+:class:`~bayesemu.errors.FileFormatError` naming the file. Nothing here can
+execute code on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import FileFormatError
+
+__all__ = [
+    "FORMAT_VERSION", "atomic_write_bytes", "atomic_write_json", "sha256_file",
+    "save_arrays", "load_arrays", "write_manifest", "read_manifest", "package_versions",
+]
+
+#: Version of the on-disk format written by this release.
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+_VERSIONED = ("bayesemu", "jax", "jaxlib", "numpyro", "flax", "galsim", "jax-galsim",
+              "tinygp", "flowjax", "blackjax", "numpy", "zarr")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of bayesemu and its main dependencies (for provenance)."""
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    A crash leaves either the old file or the new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+    """Atomically save a flat mapping of arrays in safetensors format."""
+    from safetensors.numpy import save
+
+    data = {k: np.ascontiguousarray(np.asarray(v)) for k, v in arrays.items()}
+    atomic_write_bytes(path, save(data))
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load a safetensors file; any decoding failure is a FileFormatError naming it."""
+    from safetensors.numpy import load
+
+    path = Path(path)
+    try:
+        return dict(load(path.read_bytes()))
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: weight file is missing") from None
+    except Exception as exc:  # safetensors raises its own error types
+        raise FileFormatError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def write_manifest(directory: str | os.PathLike, kind: str, body: Mapping[str, Any],
+                   files: list[str]) -> dict:
+    """Write ``directory/manifest.json`` atomically, with checksums of ``files``.
+
+    Call it after the listed files are written: the manifest is the commit
+    point of a save.
+    """
+    directory = Path(directory)
+    manifest = {
+        "format": "bayesemu",
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "versions": package_versions(),
+        "checksums": {f: sha256_file(directory / f) for f in files},
+        **body,
+    }
+    atomic_write_json(directory / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(directory: str | os.PathLike, kind: str, *, verify: bool = True) -> dict:
+    """Read and check ``directory/manifest.json``.
+
+    Raises
+    ------
+    FileFormatError
+        If the manifest is missing, not JSON, foreign, of another kind, of an
+        unsupported version, or if a listed file is missing or its checksum
+        differs.
+    """
+    directory = Path(directory)
+    mpath = directory / MANIFEST
+    if not directory.is_dir():
+        raise FileFormatError(f"{directory}: not a bayesemu {kind} directory (no such directory)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise FileFormatError(f"{mpath}: manifest is missing; not a bayesemu {kind}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{mpath}: manifest is corrupted ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "bayesemu":
+        raise FileFormatError(f"{mpath}: not a bayesemu manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FileFormatError(
+            f"{mpath}: format version {version!r} is not supported (this bayesemu reads "
+            f"version {FORMAT_VERSION})"
+        )
+    if manifest.get("kind") != kind:
+        raise FileFormatError(f"{mpath}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
+    if verify:
+        for fname, digest in manifest.get("checksums", {}).items():
+            fpath = directory / fname
+            if not fpath.is_file():
+                raise FileFormatError(f"{fpath}: file listed in the manifest is missing")
+            if sha256_file(fpath) != digest:
+                raise FileFormatError(f"{fpath}: checksum mismatch (file truncated or corrupted)")
+    return manifest
