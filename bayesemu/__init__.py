@@ -29,7 +29,27 @@ from .errors import (  # noqa: E402
 )
 from .params import Parameter, ParameterSpace, analytic_space  # noqa: E402
 
-__all__ = [
+_LAZY = {
+    "Emulator": ("emulator", "Emulator"),
+    "load": ("emulator", "load"),
+    "train": ("training", "train"),
+    "infer": ("inference", "infer"),
+    "simulate_analytic": ("data", "simulate_analytic"),
+    "load_dataset": ("data", "load_dataset"),
+}
+
+
+def __getattr__(name):
+    """Lazy access to the heavy parts of the API (jax, galsim are imported on use)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'bayesemu' has no attribute {name!r}")
+
+
+__all__ = [*_LAZY, 
     "__version__", "BayesemuError", "BayesemuInputError", "ConvergenceWarning",
     "ExtrapolationWarning", "FileFormatError", "ParameterError", "Parameter",
     "ParameterSpace", "analytic_space",

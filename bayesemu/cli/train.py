@@ -1,0 +1,58 @@
+"""``bayesemu train {pca-gp,vae-gp,vae-maf} --data DATA.zarr --out MODEL_DIR``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..errors import BayesemuInputError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train an emulator on a dataset",
+                       description="Train an emulator (generator + conditioner) on a Zarr dataset "
+                                   "and save it as a model directory.")
+    p.add_argument("model", choices=("pca-gp", "vae-gp", "vae-maf"), help="emulator kind")
+    p.add_argument("--data", required=True, help="training dataset (.zarr from `bayesemu simulate`)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--physics", choices=("flux", "none"), default="flux",
+                   help="'flux': exact flux scaling (default); 'none': black-box map")
+    p.add_argument("--latent-dim", type=int, default=None,
+                   help="latent size (VAE, default 20) or fixed PCA component count")
+    p.add_argument("--variance-threshold", type=float, default=0.995,
+                   help="PCA explained-variance threshold (default 0.995)")
+    p.add_argument("--epochs", type=int, default=200, help="maximum VAE/MAF epochs (default 200)")
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of training images held out for early stopping (default 0.1)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="VAE checkpoint period (steps)")
+    p.add_argument("--resume", action="store_true", help="resume VAE training from OUT/checkpoints")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .. import training
+    from ..data import load_dataset
+
+    out = Path(args.out)
+    if (out / "manifest.json").exists() and not (args.overwrite or args.resume):
+        raise BayesemuInputError(f"{out} already holds a model; pass --overwrite to replace it")
+    if not 0 < args.val_fraction < 0.5:
+        raise BayesemuInputError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
+    if args.epochs < 1:
+        raise BayesemuInputError(f"--epochs must be >= 1, got {args.epochs}")
+    ds = load_dataset(args.data)
+    t0 = time.perf_counter()
+    emu = training.train(
+        ds, args.model, physics=args.physics, seed=args.seed, latent_dim=args.latent_dim,
+        variance_threshold=args.variance_threshold, epochs=args.epochs, patience=args.patience,
+        val_fraction=args.val_fraction, checkpoint_dir=out / "checkpoints",
+        checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress)
+    emu.save(out)
+    print(f"trained {emu.kind} ({emu.physics} physics, latent dim {emu.latent_dim}) on "
+          f"{len(ds)} images in {time.perf_counter() - t0:.1f} s -> {out}", file=sys.stdout)
+    return 0
