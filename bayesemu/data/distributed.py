@@ -1,0 +1,151 @@
+"""Running simulation chunks in-process or on a Dask cluster, fault tolerantly.
+
+Each task simulates one chunk of a dataset store and writes it there itself
+(:func:`fill_chunk`): it reads the chunk's parameters from the store, draws
+the images with the store's ``drawer``, writes the image chunk, then sets the
+chunk's ``done`` flag, and returns only a small :class:`ChunkResult`. A task
+that finds its flag set does nothing. Tasks are therefore idempotent: when a
+worker dies mid-task, Dask reruns the task elsewhere and it writes the same
+bytes (drawing needs no random numbers; the parameters come from the store),
+so no chunk is lost or duplicated, and the result does not depend on the
+number of workers.
+
+Clusters (:func:`dask_client`): ``workers=N`` starts a
+``dask.distributed.LocalCluster`` of N single-threaded worker processes;
+``scheduler="tcp://host:port"`` connects to an existing cluster (whose
+workers must have bayesemu installed and see the store's path); neither runs
+in-process. Dask is imported only here, inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import sys
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from ..errors import BayesemuInputError, FileFormatError
+
+__all__ = ["ChunkResult", "fill_chunk", "dask_client", "run_tasks", "progress_bar"]
+
+
+class ChunkResult(NamedTuple):
+    """What a chunk task returns.
+
+    Attributes
+    ----------
+    index : int
+        Chunk number.
+    written : bool
+        False when the chunk was already done and the task skipped it.
+    n_images : int
+        Images in the chunk.
+    """
+
+    index: int
+    written: bool
+    n_images: int
+
+
+def resolve_drawer(spec: str) -> Callable[[np.ndarray, dict], np.ndarray]:
+    """Import a chunk drawer named ``"bayesemu.module:function"`` (bayesemu modules only)."""
+    module, _, name = str(spec).partition(":")
+    if not (module == "bayesemu" or module.startswith("bayesemu.")) or not name:
+        raise FileFormatError(f"dataset names an invalid drawer {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise FileFormatError(f"dataset drawer {spec!r} cannot be imported ({exc})") from None
+
+
+def fill_chunk(path: str, index: int) -> ChunkResult:
+    """Simulate chunk ``index`` of the store at ``path`` and write it there (idempotent)."""
+    from .dataset import open_store, write_image_chunk
+
+    group = open_store(path, "r+")
+    attrs = dict(group.attrs)
+    cs, n = int(attrs["chunk_size"]), int(attrs["n"])
+    lo, hi = index * cs, min(n, (index + 1) * cs)
+    if group["done"][index]:
+        return ChunkResult(int(index), False, hi - lo)
+    drawer = resolve_drawer(attrs["drawer"])
+    images = drawer(group["params"][lo:hi], attrs)
+    write_image_chunk(group, index, images)
+    return ChunkResult(int(index), True, hi - lo)
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A ``dask.distributed.Client`` for ``workers``/``scheduler``, or None (in-process).
+
+    ``workers=N`` starts (and at exit closes) a LocalCluster of N processes
+    with one thread each; ``scheduler=ADDRESS`` connects to a running cluster.
+    """
+    if workers is not None and scheduler is not None:
+        raise BayesemuInputError("give either workers or scheduler, not both")
+    if workers is None and scheduler is None:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if workers is not None:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BayesemuInputError(
+            f"cannot connect to the Dask scheduler at {scheduler!r} ({exc})") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def progress_bar(total: int, initial: int = 0, *, enable: bool = True, desc: str = "simulate"):
+    """A tqdm bar on stderr counting images (disabled: a no-op bar)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not enable,
+                file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def run_tasks(func: Callable, items: Iterable, *, client=None, bar=None,
+              size: Callable[[Any], int] = lambda r: 1, retries: int = 2) -> list:
+    """Apply ``func`` to every item, in-process or on ``client``; results in item order.
+
+    On a cluster the tasks run in any order and may be rerun (worker loss,
+    ``retries`` more attempts after an exception), so ``func`` must be
+    idempotent. The first task that fails for good cancels the rest and
+    re-raises its exception.
+    """
+    items = list(items)
+    results: list = [None] * len(items)
+    if client is None:
+        for i, item in enumerate(items):
+            results[i] = func(item)
+            if bar is not None:
+                bar.update(size(results[i]))
+        return results
+    from distributed import as_completed
+
+    futures = client.map(func, items, pure=False, retries=retries)
+    position = {f.key: i for i, f in enumerate(futures)}
+    try:
+        for fut in as_completed(futures):
+            results[position[fut.key]] = fut.result()
+            if bar is not None:
+                bar.update(size(results[position[fut.key]]))
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return results
