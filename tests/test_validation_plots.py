@@ -1,0 +1,142 @@
+"""Validation figures: every plot writes a PNG from small synthetic inputs; latent helpers."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from bayesemu.plots import validation as vplots  # noqa: E402
+from bayesemu.validation import calibration as cal  # noqa: E402
+from bayesemu.validation.latent import latent_pairs, umap_embeddings  # noqa: E402
+from bayesemu.validation.pixels import (  # noqa: E402
+    pixel_histograms, pixel_metrics, pixel_scatter_sample,
+)
+from bayesemu.validation.report import assemble_metrics, write_metrics_json, write_report  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path):
+    data = path.read_bytes()
+    return data[:8] == PNG_MAGIC and len(data) > 2000
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(0)
+
+
+def _images(rng, n=6, size=16):
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    w = rng.uniform(1.5, 3, n)[:, None, None]
+    true = 500 * np.exp(-(x**2 + y**2) / (2 * w**2))
+    return true, true + rng.normal(0, 5, true.shape)
+
+
+def test_first_order_plots(tmp_path, rng):
+    true, emu = _images(rng)
+    h = pixel_histograms(true, emu, bins=20)
+    x, y = pixel_scatter_sample(true, emu, 300, seed=0)
+    m = pixel_metrics(true, emu)
+    paths = [
+        vplots.plot_pixel_histograms(*h, tmp_path / "hist.png"),
+        vplots.plot_pixel_scatter(x, y, tmp_path / "scatter.png"),
+        vplots.plot_mse_distributions(m.mse * 0.5, m.mse, tmp_path / "mse.png", noise_var=25.0),
+        vplots.plot_mse_distributions(None, m.mse, tmp_path / "mse_test_only.png"),
+        vplots.plot_example_images(true[:4], emu[:4], tmp_path / "examples.png",
+                                   labels=["a", "b", "c", "d"]),
+    ]
+    for p in paths:
+        assert p.exists() and _is_png(p), p
+
+
+def test_shear_plots(tmp_path, rng):
+    g_true = rng.uniform(-0.3, 0.3, (40, 2))
+    g_emu = 1.02 * g_true + rng.normal(0, 0.003, (40, 2))
+    g_emu[0] = np.nan  # a failed HSM measurement must not break the plots
+    bias = {"m1": 0.02, "m1_err": 0.001, "c1": 0.0, "c1_err": 1e-4,
+            "m2": 0.02, "m2_err": 0.001, "c2": 0.0, "c2_err": 1e-4, "n": 39}
+    sigma = rng.uniform(0.3, 1.0, 40)
+    paths = [
+        vplots.plot_shear_scatter(g_true, g_emu, bias, tmp_path / "shear_scatter.png"),
+        vplots.plot_shear_distributions(g_true, g_emu, tmp_path / "shear_hist.png"),
+        vplots.plot_moment_residuals(sigma, rng.normal(0, 0.01, 40), 2 + 0.1 * rng.random(40),
+                                     rng.normal(0, 0.02, 40), tmp_path / "moments.png"),
+    ]
+    for p in paths:
+        assert _is_png(p), p
+
+
+def test_calibration_plots(tmp_path, rng):
+    r, s, p = 60, 19, 3
+    theta = rng.normal(size=(r, p))
+    draws = theta[:, None] + rng.normal(size=(r, s, p))
+    ranks = cal.sbc_ranks(theta, draws, seed=0)
+    names = ["flux", "scale_radius", "g1"]
+    hist = cal.rank_histogram(ranks, s + 1)
+    ecdf = cal.ecdf_difference(ranks, s + 1, seed=0, n_sim=200)
+    cov = cal.coverage(theta, draws, names=names)
+    band = cal.coverage_band(cal.DEFAULT_LEVELS, r)
+    tarp_res = cal.tarp_coverage(draws, theta, seed=0)
+    comp = cal.posterior_comparison(draws, draws + 0.1)
+    paths = [
+        vplots.plot_rank_histograms(hist.edges, hist.counts, hist.expected, hist.lower, hist.upper,
+                                    tmp_path / "ranks.png", names=names),
+        vplots.plot_ecdf_difference(ecdf.z, ecdf.diff, ecdf.lower, ecdf.upper,
+                                    tmp_path / "ecdf.png", names=names),
+        vplots.plot_coverage(cal.DEFAULT_LEVELS, cov, tmp_path / "coverage.png", band=band),
+        vplots.plot_tarp(tarp_res.alpha, tarp_res.ecp, tmp_path / "tarp.png"),
+        vplots.plot_posterior_comparison(comp["mean_shift_sigma"], comp["width_ratio"],
+                                         tmp_path / "posterior_vs_exact.png", names=names),
+    ]
+    for path in paths:
+        assert _is_png(path), path
+
+
+def test_latent_pairs_and_plots(tmp_path, rng):
+    theta = rng.uniform(0, 1, (80, 2))
+    z = np.column_stack([theta[:, 0], 0.1 * rng.normal(size=80), 3 * theta[:, 1],
+                         0.01 * rng.normal(size=80)])
+    lp = latent_pairs(z, n_dims=3)
+    np.testing.assert_array_equal(lp.dims, [2, 0, 1])  # by decreasing variance
+    assert lp.pairs == [(2, 0), (2, 1), (0, 1)]
+    assert latent_pairs(z, n_dims=10).dims.size == 4
+    path = vplots.plot_latent_dependency(z[:60], theta[:60, 0], lp.pairs, tmp_path / "dep.png",
+                                         latents_test=z[60:], color_test=theta[60:, 0],
+                                         color_label="flux [counts]")
+    assert _is_png(path)
+    emb = rng.normal(size=(80, 2))  # plotting needs no UMAP
+    path = vplots.plot_umap(emb[:60], theta[:60, 0], tmp_path / "umap.png", embedding_test=emb[60:],
+                            color_test=theta[60:, 0], color_label="flux")
+    assert _is_png(path)
+
+
+def test_thin_pipeline_to_report(tmp_path, rng):
+    """Compute -> plot -> metrics.json + report.md, the shape of `bayesemu validate`."""
+    true, emu = _images(rng, n=8)
+    m = pixel_metrics(true, emu, noise_sigma=5.0)
+    fig = vplots.plot_pixel_histograms(*pixel_histograms(true, emu), tmp_path / "pixel_hist.png")
+    metrics = assemble_metrics("test-model", len(true), pixel_summary=m.summary)
+    write_metrics_json(tmp_path, metrics)
+    report = write_report(tmp_path, metrics, [(fig, "Pixel intensities", "They agree.")])
+    text = report.read_text()
+    assert "![Pixel intensities](pixel_hist.png)" in text
+    assert "| mse_over_noise_var.median |" in text
+
+
+@pytest.mark.slow
+def test_umap_embedding_separates_clusters():
+    """UMAP (import ~30 s: numba) keeps two well-separated latent clusters apart."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 1, (60, 8))
+    b = rng.normal(8, 1, (60, 8))
+    train = np.concatenate([a, b])
+    test = np.concatenate([rng.normal(0, 1, (5, 8)), rng.normal(8, 1, (5, 8))])
+    emb = umap_embeddings(train, test, seed=0)
+    assert emb.train.shape == (120, 2) and emb.test.shape == (10, 2)
+    ca, cb = emb.train[:60].mean(axis=0), emb.train[60:].mean(axis=0)
+    # every test point lands nearer the centre of its own cluster
+    da = np.linalg.norm(emb.test[:, None] - np.stack([ca, cb])[None], axis=-1)
+    np.testing.assert_array_equal(np.argmin(da, axis=1), [0] * 5 + [1] * 5)
+    again = umap_embeddings(train, None, seed=0)
+    np.testing.assert_allclose(again.train, emb.train, atol=1e-5)  # seeded: reproducible
