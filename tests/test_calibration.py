@@ -142,6 +142,9 @@ def test_thin_to_ess_ar1():
     assert not short.sufficient and short.draws.shape == (1000, 2)
     with pytest.raises(BayesemuInputError, match="L must be"):
         cal.thin_to_ess(x, 10**6)
+    draws, ok = cal.thin_replicates([x, x[:, :200]], 100)
+    assert draws.shape == (2, 100, 2)
+    np.testing.assert_array_equal(ok, [True, False])  # 800 draws of AR(0.9): ESS ~ 40 < 100
 
 
 def test_posterior_comparison_known_shift_and_width():

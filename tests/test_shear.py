@@ -28,7 +28,8 @@ def test_shear_bias_recovers_injected_m_c(seed):
         assert abs(fit[f"m{k}"] - m[k - 1]) / fit[f"m{k}_err"] < 4
         assert abs(fit[f"c{k}"] - c[k - 1]) / fit[f"c{k}_err"] < 4
         # OLS error of the slope: noise / (sqrt(n) * std(g)), std(g) = 0.8/sqrt(12)
-        assert fit[f"m{k}_err"] == pytest.approx(0.01 / (np.sqrt(500) * 0.8 / np.sqrt(12)), rel=0.15)
+        expected = 0.01 / (np.sqrt(500) * 0.8 / np.sqrt(12))
+        assert fit[f"m{k}_err"] == pytest.approx(expected, rel=0.15)
         assert fit[f"c{k}_err"] == pytest.approx(0.01 / np.sqrt(500), rel=0.15)
 
 
@@ -109,7 +110,8 @@ def test_same_profile_gives_zero_bias(truth):
         assert abs(v.bias[key]) < 1e-12
     # drawn at higher rendering accuracy: differences ~1e-4 of the peak; the
     # bias stays far below weak-lensing requirements (|m| < 1e-3)
-    precise = _draw_population(gsparams=galsim.GSParams(folding_threshold=1e-3, maxk_threshold=1e-4))
+    accurate = galsim.GSParams(folding_threshold=1e-3, maxk_threshold=1e-4)
+    precise = _draw_population(gsparams=accurate)
     assert np.max(np.abs(precise - truth)) > 0  # genuinely different images
     vp = shear_validation(truth, precise, PIXEL_SCALE)
     for key in ("m1", "m2"):

@@ -121,3 +121,30 @@ def test_metrics_json_and_report(tmp_path):
     table = comparison_table({"pca-gp": loaded, "vae-maf": {"model": "vae-maf"}})
     rows = table.strip().splitlines()
     assert len(rows) == 4 and rows[3].startswith("| vae-maf |") and "–" in rows[3]
+
+
+def test_readings_follow_the_numbers():
+    from bayesemu.validation.report import (
+        reading_coverage, reading_pixels, reading_sbc, reading_shear, reading_tarp,
+    )
+
+    good = {"n": 8, "mse": {"median": 1.0, "p90": 2.0}, "r2": {"median": 0.99, "min": 0.9},
+            "mse_over_noise_var": {"median": 0.01}}
+    assert "hidden by the noise" in reading_pixels(good)
+    good["mse_over_noise_var"]["median"] = 3.0
+    assert "dominate the noise" in reading_pixels(good)
+    bias = {"m1": 0.01, "m1_err": 1e-3, "c1": 0.0, "c1_err": 1e-4,
+            "m2": -1e-4, "m2_err": 1e-3, "c2": 0.0, "c2_err": 1e-4, "n": 50}
+    text = reading_shear(bias)
+    assert "(10σ from zero)" in text and "outside the |m|" in text
+    assert "within the |m|" in reading_shear({**bias, "m1": 1e-4})
+    sbc = {"n_replicates": 200, "n_ranks": 100, "ks_pvalue": {"flux": 0.3, "g1": 1e-5},
+           "chi2_pvalue": {"flux": 0.5, "g1": 1e-9}}
+    assert "Non-uniform ranks for g1" in reading_sbc(sbc)
+    sbc["ks_pvalue"]["g1"] = sbc["chi2_pvalue"]["g1"] = 0.2
+    assert "No parameter rejects" in reading_sbc(sbc)
+    levels = [0.5, 0.68, 0.9, 0.95]
+    assert "undercovering" in reading_coverage(levels, {"flux": [0.3, 0.4, 0.6, 0.7]}, 200)
+    calibrated = {"flux": [0.5, 0.7, 0.89, 0.95]}
+    assert "consistent with nominal" in reading_coverage(levels, calibrated, 200)
+    assert "miscalibrated" in reading_tarp(-0.05, 0.25, 1e-10)

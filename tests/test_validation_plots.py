@@ -11,7 +11,9 @@ from bayesemu.validation.latent import latent_pairs, umap_embeddings  # noqa: E4
 from bayesemu.validation.pixels import (  # noqa: E402
     pixel_histograms, pixel_metrics, pixel_scatter_sample,
 )
-from bayesemu.validation.report import assemble_metrics, write_metrics_json, write_report  # noqa: E402
+from bayesemu.validation.report import (  # noqa: E402
+    assemble_metrics, write_metrics_json, write_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -127,6 +129,7 @@ def test_thin_pipeline_to_report(tmp_path, rng):
 @pytest.mark.slow
 def test_umap_embedding_separates_clusters():
     """UMAP (import ~30 s: numba) keeps two well-separated latent clusters apart."""
+    pytest.importorskip("umap")  # optional extra "morph"
     rng = np.random.default_rng(1)
     a = rng.normal(0, 1, (60, 8))
     b = rng.normal(8, 1, (60, 8))

@@ -126,7 +126,8 @@ def plot_mse_distributions(mse_train, mse_test, path: str | os.PathLike,
     sets = [(np.asarray(m), lab, c) for m, lab, c in
             ((mse_train, "train", TRAIN_COLOR), (mse_test, "test", TEST_COLOR)) if m is not None]
     positive = np.concatenate([m[m > 0] for m, _, _ in sets] + [np.array([1.0])])
-    bins = np.logspace(np.log10(positive.min()), np.log10(max(positive.max(), positive.min() * 10)), 40)
+    lo, hi = positive.min(), max(positive.max(), positive.min() * 10)
+    bins = np.logspace(np.log10(lo), np.log10(hi), 40)
     for m, lab, c in sets:
         ax.hist(np.clip(m, bins[0], None), bins=bins, histtype="step", lw=1.5, color=c,
                 density=True, label=f"{lab} (median {np.median(m):.3g})")

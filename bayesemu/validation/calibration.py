@@ -26,7 +26,8 @@ from ..errors import BayesemuInputError
 
 __all__ = [
     "ThinnedDraws", "SBCTests", "RankHistogram", "ECDFDifference", "TarpResult",
-    "DEFAULT_LEVELS", "thin_to_ess", "sbc_ranks", "sbc_tests", "sbc_metrics", "rank_histogram",
+    "DEFAULT_LEVELS", "thin_to_ess", "thin_replicates", "sbc_ranks", "sbc_tests", "sbc_metrics",
+    "rank_histogram",
     "ecdf_difference", "coverage", "coverage_band", "tarp_coverage", "posterior_comparison",
 ]
 
@@ -159,11 +160,12 @@ def _check_sbc(theta_true, draws, where: str) -> tuple[np.ndarray, np.ndarray]:
     theta_true = np.asarray(theta_true, dtype=np.float64)
     draws = np.asarray(draws, dtype=np.float64)
     if theta_true.ndim != 2:
-        raise BayesemuInputError(f"{where}: theta_true must be [R, P], got shape {theta_true.shape}")
-    if draws.ndim != 3 or draws.shape[0] != theta_true.shape[0] or draws.shape[2] != theta_true.shape[1]:
         raise BayesemuInputError(
-            f"{where}: draws must be [R, S, P] = [{theta_true.shape[0]}, S, {theta_true.shape[1]}], "
-            f"got shape {draws.shape}")
+            f"{where}: theta_true must be [R, P], got shape {theta_true.shape}")
+    r, p = theta_true.shape
+    if draws.ndim != 3 or draws.shape[0] != r or draws.shape[2] != p:
+        raise BayesemuInputError(
+            f"{where}: draws must be [R, S, P] = [{r}, S, {p}], got shape {draws.shape}")
     if draws.shape[1] < 1:
         raise BayesemuInputError(f"{where}: no posterior draws given")
     if not (np.all(np.isfinite(theta_true)) and np.all(np.isfinite(draws))):
@@ -213,6 +215,30 @@ def thin_to_ess(draws, L: int) -> ThinnedDraws:
     pooled = draws[:, ::step, :].reshape(-1, p)
     idx = np.floor(np.arange(L) * (pooled.shape[0] / L)).astype(int)
     return ThinnedDraws(draws=pooled[idx], ess=ess, step=int(step), sufficient=bool(sufficient))
+
+
+def thin_replicates(chains, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`thin_to_ess` applied to every SBC replicate.
+
+    Parameters
+    ----------
+    chains : array_like [R, C, D, P] or sequence of R arrays [C_r, D_r, P]
+        MCMC draws of each replicate (post warm-up).
+    L : int
+        Draws kept per replicate.
+
+    Returns
+    -------
+    draws : ndarray [R, L, P]
+        Input of :func:`sbc_ranks`, :func:`coverage` and :func:`tarp_coverage`.
+    sufficient : ndarray of bool [R]
+        Replicates whose chains held at least ``L`` effective draws.
+    """
+    thinned = [thin_to_ess(c, L) for c in chains]
+    if not thinned:
+        raise BayesemuInputError("thin_replicates: no replicates given")
+    return (np.stack([t.draws for t in thinned]),
+            np.array([t.sufficient for t in thinned], dtype=bool))
 
 
 def sbc_ranks(theta_true, draws, seed) -> np.ndarray:
@@ -494,7 +520,8 @@ def tarp_coverage(draws, theta_true, seed, bounds=None, num_alpha_bins: int | No
     else:
         bounds = np.asarray(bounds, dtype=np.float64)
         if bounds.shape != (p, 2):
-            raise BayesemuInputError(f"tarp_coverage: bounds must be [P, 2] = [{p}, 2], got {bounds.shape}")
+            raise BayesemuInputError(
+                f"tarp_coverage: bounds must be [P, 2] = [{p}, 2], got {bounds.shape}")
         low, high = bounds[:, 0], bounds[:, 1]
     width = np.where(high > low, high - low, 1.0)
     samples = ((draws - low) / width).transpose(1, 0, 2)  # tarp wants [S, R, P]

@@ -49,7 +49,8 @@ class UmapEmbedding(NamedTuple):
 def _check_latents(latents, where: str) -> np.ndarray:
     latents = np.asarray(latents, dtype=np.float64)
     if latents.ndim != 2 or latents.shape[0] < 2:
-        raise BayesemuInputError(f"{where}: latents must be [N, L] with N >= 2, got {latents.shape}")
+        raise BayesemuInputError(
+            f"{where}: latents must be [N, L] with N >= 2, got {latents.shape}")
     if not np.all(np.isfinite(latents)):
         raise BayesemuInputError(f"{where}: latents contain NaN or infinite values")
     return latents

@@ -28,7 +28,8 @@ from ..files import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "METRICS_FILE", "REPORT_FILE", "assemble_metrics", "to_jsonable", "write_metrics_json",
-    "comparison_table", "write_report",
+    "comparison_table", "write_report", "reading_pixels", "reading_shear", "reading_sbc",
+    "reading_coverage", "reading_tarp", "reading_posterior_comparison",
 ]
 
 METRICS_FILE = "metrics.json"
@@ -69,7 +70,8 @@ def to_jsonable(obj: Any) -> Any:
         return obj
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    raise BayesemuInputError(f"metrics: value of type {type(obj).__name__} is not JSON-serialisable")
+    raise BayesemuInputError(
+        f"metrics: value of type {type(obj).__name__} is not JSON-serialisable")
 
 
 def assemble_metrics(model: str, n_test: int, *, pixel_summary: Mapping | None = None,
@@ -252,3 +254,100 @@ def write_report(out_dir: str | os.PathLike, metrics: Mapping,
     path = out_dir / REPORT_FILE
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path
+
+
+# --------------------------------------------------------------------------- readings
+# One-paragraph readings of the figures, written from the numbers, so that the
+# ``validate`` command only has to pass results through.
+
+#: Weak-lensing requirement on multiplicative shear bias used in the readings
+#: (Stage-IV surveys ask |m| < 1e-3 to 2e-3).
+M_REQUIREMENT = 2e-3
+
+
+def reading_pixels(summary: Mapping) -> str:
+    """Reading of the pixel histograms, scatter and MSE distributions."""
+    mse, r2 = summary["mse"], summary["r2"]
+    text = (f"Over {summary.get('n', 'the')} test images the median per-image MSE is "
+            f"{_fmt(mse['median'])} counts² (90th percentile {_fmt(mse['p90'])}) and the median "
+            f"R² is {_fmt(r2['median'])} (worst image {_fmt(r2['min'])}).")
+    ratio = summary.get("mse_over_noise_var", {}).get("median")
+    if ratio is not None:
+        verdict = ("below the pixel-noise variance, so emulation errors are hidden by the noise"
+                   if ratio < 1 else
+                   "above the pixel-noise variance, so emulation errors dominate the noise and "
+                   "will bias likelihoods")
+        text += f" The median MSE is {_fmt(ratio)} times the noise variance, {verdict}."
+    return text
+
+
+def reading_shear(bias: Mapping) -> str:
+    """Reading of the shear scatter: m and c with their significance."""
+    parts = []
+    for k in (1, 2):
+        m, me = bias[f"m{k}"], bias[f"m{k}_err"]
+        c, ce = bias[f"c{k}"], bias[f"c{k}_err"]
+        zm = abs(m) / me if me else float("inf")
+        parts.append(f"m{k} = {_fmt(m)} ± {_fmt(me)} ({_fmt(zm)}σ from zero), "
+                     f"c{k} = {_fmt(c)} ± {_fmt(ce)}")
+    worst = max(abs(bias["m1"]), abs(bias["m2"]))
+    verdict = ("within" if worst < M_REQUIREMENT else "outside")
+    return (f"HSM shapes of emulated vs true images of {bias['n']} test galaxies give "
+            + "; ".join(parts) + f". The multiplicative bias is {verdict} the |m| < "
+            f"{M_REQUIREMENT:g} budget of weak-lensing surveys; m < 0 means the emulated "
+            "galaxies are rounder than the truth.")
+
+
+def reading_sbc(sbc: Mapping, alpha: float = 0.01) -> str:
+    """Reading of the SBC rank histograms and ECDF plots."""
+    ks, chi2 = sbc["ks_pvalue"], sbc["chi2_pvalue"]
+    bad = [name for name in ks if (ks[name] is not None and ks[name] < alpha)
+           or (chi2.get(name) is not None and chi2[name] < alpha)]
+    head = (f"{sbc['n_replicates']} replicates, ranks among {sbc['n_ranks'] - 1} thinned draws. "
+            "KS / χ² p-values: " + ", ".join(
+                f"{name} {_fmt(ks[name])} / {_fmt(chi2.get(name))}" for name in ks) + ".")
+    if not bad:
+        return head + (f" No parameter rejects uniform ranks at the {alpha:g} level: the "
+                       "emulator posterior is consistent with calibration against the true "
+                       "simulator.")
+    return head + (" Non-uniform ranks for " + ", ".join(bad) + ": a U shape means overconfident "
+                   "posteriors, a hump underconfident ones, a slope a biased emulator.")
+
+
+def reading_coverage(levels: Sequence[float], empirical: Mapping[str, Sequence[float]],
+                     n_replicates: int) -> str:
+    """Reading of the coverage plot."""
+    lv = list(levels)
+    i = lv.index(0.9) if 0.9 in lv else len(lv) - 1
+    cells = ", ".join(f"{name} {_fmt(fr[i])}" for name, fr in empirical.items())
+    worst = min(empirical, key=lambda n: empirical[n][i] - lv[i])
+    sd = math.sqrt(lv[i] * (1 - lv[i]) / max(n_replicates, 1))
+    gap = empirical[worst][i] - lv[i]
+    verdict = ("consistent with nominal" if abs(gap) < 3 * sd else
+               ("undercovering (overconfident)" if gap < 0 else "overcovering (underconfident)"))
+    return (f"Empirical coverage of the central {lv[i]:.0%} intervals over {n_replicates} "
+            f"replicates: {cells} (binomial σ {sd:.2f}). The worst parameter, {worst}, is "
+            f"{verdict}.")
+
+
+def reading_tarp(atc: float, max_abs_dev: float, ks_pvalue: float) -> str:
+    """Reading of the TARP expected-coverage plot (joint posterior)."""
+    verdict = ("follows the diagonal: the joint posterior is calibrated" if ks_pvalue > 0.01 else
+               "departs from the diagonal: the joint posterior is miscalibrated")
+    return (f"TARP expected coverage of the joint posterior {verdict} (largest deviation "
+            f"{_fmt(max_abs_dev)}, KS p = {_fmt(ks_pvalue)}, signed area {_fmt(atc)}).")
+
+
+def reading_posterior_comparison(mean_shift_sigma, width_ratio,
+                                 names: Sequence[str] | None = None) -> str:
+    """Reading of the emulator-vs-exact posterior comparison."""
+    shift = np.atleast_2d(np.asarray(mean_shift_sigma, dtype=float))
+    ratio = np.atleast_2d(np.asarray(width_ratio, dtype=float))
+    names = list(names) if names is not None else [f"theta_{j}" for j in range(shift.shape[1])]
+    cells = ", ".join(
+        f"{n} {_fmt(np.nanmedian(np.abs(shift[:, j])))}σ / ×{_fmt(np.nanmedian(ratio[:, j]))}"
+        for j, n in enumerate(names))
+    return (f"Against the exact JAX-GalSim posterior on the same {shift.shape[0]} images, the "
+            f"emulator posterior has median |mean shift| / width ratio: {cells}. Shifts well "
+            "below 1σ and ratios near 1 mean the emulator can stand in for the simulator; ratios "
+            "above 1 show emulator uncertainty propagated into the posterior.")

@@ -105,7 +105,8 @@ def hsm_moments(images, pixel_scale: float) -> HSMMoments:
     if images.ndim != 3:
         raise BayesemuInputError(f"hsm_moments: images must be [N, H, W], got shape {images.shape}")
     if not (np.isfinite(pixel_scale) and pixel_scale > 0):
-        raise BayesemuInputError(f"hsm_moments: pixel_scale must be > 0 arcsec, got {pixel_scale!r}")
+        raise BayesemuInputError(
+            f"hsm_moments: pixel_scale must be > 0 arcsec, got {pixel_scale!r}")
     n = images.shape[0]
     out = np.full((4, n), np.nan)
     ok = np.zeros(n, dtype=bool)
