@@ -135,12 +135,14 @@ class Dataset:
             return np.empty((0,) + self.image_shape, dtype=np.float32)
         order = np.argsort(rows, kind="stable")
         uniq, inverse = np.unique(rows[order], return_inverse=True)
-        if uniq.size == len(self) and indices is None:
-            block = self.images[:]
-        elif uniq[-1] - uniq[0] + 1 == uniq.size:
-            block = self.images[int(uniq[0]):int(uniq[-1]) + 1]
-        else:
-            block = self.images.oindex[uniq]
+        try:
+            if uniq[-1] - uniq[0] + 1 == uniq.size:
+                block = self.images[int(uniq[0]):int(uniq[-1]) + 1]
+            else:
+                block = self.images.oindex[uniq]
+        except Exception as exc:  # codec errors (checksums), missing or truncated chunks
+            raise FileFormatError(f"{self.path}: cannot read images ({type(exc).__name__}: "
+                                  f"{exc}); the store is corrupted") from None
         out = np.empty((rows.size,) + self.image_shape, dtype=np.float32)
         out[order] = block[inverse]
         return out
