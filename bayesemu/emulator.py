@@ -168,7 +168,7 @@ class Emulator:
         """(central latent m [L], square root S [L, L] of the latent covariance)."""
         cond = self.conditioner
         if hasattr(cond, "mean_and_var"):
-            m, var = cond.mean_and_var(u)
+            m, var = cond.mean_and_var(u, include_noise=True)
             return m, jnp.diag(jnp.sqrt(var))
         if hasattr(cond, "transform"):  # flow: z = f(eps; u), eps ~ N(0, I)
             zero = jnp.zeros(self.latent_dim, jnp.float32)
