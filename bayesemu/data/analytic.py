@@ -389,6 +389,7 @@ def simulate_analytic(n: int, seed: int = 0, *, space: ParameterSpace | None = N
                           for i in np.flatnonzero(status.done))
         with progress_bar(n, initial=done_images, enable=progress) as bar:
             run_tasks(functools.partial(fill_chunk, str(out)), status.pending, client=client,
-                      bar=bar, size=lambda r: r.n_images)
+                      bar=bar, gather=False,
+                      size=lambda i: min(n, (i + 1) * chunk_size) - i * chunk_size)
         finalize_store(group)
     return load_dataset(out)

@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import logging
 import sys
+import warnings
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -30,6 +31,9 @@ import numpy as np
 from ..errors import BayesemuInputError, FileFormatError
 
 __all__ = ["ChunkResult", "fill_chunk", "dask_client", "run_tasks", "progress_bar"]
+
+#: How long to wait for an existing Dask scheduler to answer.
+CONNECT_TIMEOUT = "10s"
 
 
 class ChunkResult(NamedTuple):
@@ -92,8 +96,12 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     from distributed import Client, LocalCluster
 
     if workers is not None:
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        with warnings.catch_warnings():
+            # the scheduler's HTTP server moves off a busy port 8787 with a warning
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
         try:
             with Client(cluster) as client:
                 yield client
@@ -101,7 +109,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             cluster.close()
         return
     try:
-        client = Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise BayesemuInputError(
             f"cannot connect to the Dask scheduler at {scheduler!r} ({exc})") from None
@@ -120,13 +128,18 @@ def progress_bar(total: int, initial: int = 0, *, enable: bool = True, desc: str
 
 
 def run_tasks(func: Callable, items: Iterable, *, client=None, bar=None,
-              size: Callable[[Any], int] = lambda r: 1, retries: int = 2) -> list:
+              size: Callable[[Any], int] = lambda r: 1, retries: int = 2,
+              gather: bool = True) -> list:
     """Apply ``func`` to every item, in-process or on ``client``; results in item order.
 
     On a cluster the tasks run in any order and may be rerun (worker loss,
     ``retries`` more attempts after an exception), so ``func`` must be
-    idempotent. The first task that fails for good cancels the rest and
-    re-raises its exception.
+    idempotent. With ``gather=False`` results stay on the workers and are
+    released as soon as each task finishes (the list holds None; ``size`` is
+    then called with the item instead of the result): a store-writing task
+    needs no result, and a result lost with a dying worker would make Dask
+    recompute its task. The first task that fails for good cancels the rest
+    and re-raises its exception.
     """
     items = list(items)
     results: list = [None] * len(items)
@@ -134,18 +147,22 @@ def run_tasks(func: Callable, items: Iterable, *, client=None, bar=None,
         for i, item in enumerate(items):
             results[i] = func(item)
             if bar is not None:
-                bar.update(size(results[i]))
+                bar.update(size(results[i] if gather else item))
         return results
     from distributed import as_completed
 
     futures = client.map(func, items, pure=False, retries=retries)
-    position = {f.key: i for i, f in enumerate(futures)}
+    pending = {f.key: (i, f) for i, f in enumerate(futures)}
+    del futures
     try:
-        for fut in as_completed(futures):
-            results[position[fut.key]] = fut.result()
+        for fut in as_completed([f for _, f in pending.values()]):
+            i, _ = pending.pop(fut.key)
+            if gather or fut.status == "error":
+                results[i] = fut.result()  # raises the task's exception
+            fut.release()
             if bar is not None:
-                bar.update(size(results[position[fut.key]]))
+                bar.update(size(results[i] if gather else items[i]))
     except BaseException:
-        client.cancel(futures)
+        client.cancel([f for _, f in pending.values()])
         raise
     return results
