@@ -1,0 +1,95 @@
+"""Batched inference: blackjax NUTS vmapped over galaxies, sharded over devices."""
+
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import BayesemuInputError
+from .api import check_image, check_noise_sigma
+from .blackjax_backend import sample_galaxy
+from .diagnostics import to_inference_data
+from .model import build_log_density, initial_positions, resolve_priors
+
+__all__ = ["infer_batch"]
+
+
+def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num_chains: int = 2,
+                num_warmup: int = 500, num_samples: int = 500, seed: int = 0,
+                latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
+                num_init_candidates: int = 64, devices=None):
+    """Posteriors of G galaxies at once (independent, same model and noise).
+
+    Each galaxy gets ``num_chains`` chains with their own window adaptation;
+    the whole computation (init, warm-up, sampling) is one jitted function
+    vmapped over galaxies and, when more than one device is available, split
+    over them with ``shard_map`` (the galaxy axis is padded to a multiple of
+    the device count, and the padding dropped).
+
+    Parameters
+    ----------
+    model : ForwardModel
+    images : array ``[G, H, W]``, counts/pixel
+    noise_sigma : float, counts/pixel, shared by all galaxies
+    devices : sequence of jax devices, optional (default ``jax.devices()``)
+
+    Returns
+    -------
+    arviz.InferenceData
+        Posterior variables of shape ``(chain, draw, galaxy)`` (``z`` adds a
+        ``latent`` dim); sample_stats likewise; observed_data ``image``
+        ``(galaxy, y, x)``; attrs as :func:`~bayesemu.inference.infer` plus
+        ``num_galaxies``, ``num_devices`` and ``galaxies_per_s``.
+    """
+    from ..files import package_versions
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    imgs = np.asarray(images, dtype=np.float32)
+    if imgs.ndim != 3:
+        raise BayesemuInputError(f"images must be [G, H, W], got shape {imgs.shape}")
+    for g in range(imgs.shape[0]):
+        check_image(imgs[g], model.image_shape, where=f"image {g}")
+    sigma = check_noise_sigma(noise_sigma)
+    ld = build_log_density(model, resolve_priors(model.space, prior), latent)
+    n_gal = imgs.shape[0]
+    devices = list(jax.devices() if devices is None else devices)
+    n_dev = max(1, min(len(devices), n_gal))
+    pad = (-n_gal) % n_dev
+    padded = np.concatenate([imgs, np.repeat(imgs[-1:], pad, axis=0)]) if pad else imgs
+
+    def one(key, image):
+        k_init, k_run = jax.random.split(key)
+        init = initial_positions(k_init, ld, image, sigma, num_chains, num_init_candidates)
+        return sample_galaxy(k_run, ld, image, sigma, init, num_warmup=num_warmup,
+                             num_samples=num_samples, target_accept=target_accept,
+                             max_tree_depth=max_tree_depth)
+
+    batched = jax.vmap(one)
+    if n_dev > 1:
+        mesh = Mesh(np.array(devices[:n_dev]), ("galaxy",))
+        batched = jax.shard_map(batched, mesh=mesh, in_specs=(P("galaxy"), P("galaxy")),
+                                out_specs=P("galaxy"))
+    keys = jax.random.split(jax.random.PRNGKey(seed), padded.shape[0])
+    t0 = time.perf_counter()
+    samples, stats = jax.jit(batched)(keys, jnp.asarray(padded))
+    samples, stats = jax.block_until_ready((samples, stats))
+    elapsed = time.perf_counter() - t0
+
+    def to_chain_draw_galaxy(x):  # [G, C, S, ...] -> [C, S, G, ...]
+        x = np.asarray(x)[:n_gal]
+        return np.moveaxis(x, 0, 2)
+
+    attrs = {"model": str(model.identifier), "backend": "blackjax", "latent": latent,
+             "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
+             "num_warmup": int(num_warmup), "num_samples": int(num_samples),
+             "num_galaxies": int(n_gal), "num_devices": int(n_dev),
+             "sampling_time_s": float(elapsed), "galaxies_per_s": float(n_gal / elapsed),
+             "parameter_space": model.space.to_dict(), "versions": package_versions(),
+             "inference_library": "bayesemu"}
+    return to_inference_data({k: to_chain_draw_galaxy(v) for k, v in samples.items()},
+                             {k: to_chain_draw_galaxy(v) for k, v in stats.items()},
+                             imgs, attrs, extra_dims=("galaxy",))
