@@ -29,10 +29,9 @@ _REAL_FILL = distributed.fill_chunk
 
 @pytest.fixture(scope="module")
 def cluster():
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cl, Client(cl) as client:
+    with distributed.local_cluster(2) as cl, Client(cl) as client:
         yield cl, client
 
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from ..errors import BayesemuInputError, FileFormatError
 
-__all__ = ["ChunkResult", "fill_chunk", "dask_client", "run_tasks", "progress_bar"]
+__all__ = ["ChunkResult", "fill_chunk", "dask_client", "local_cluster", "run_tasks",
+           "progress_bar"]
 
 #: How long to wait for an existing Dask scheduler to answer.
 CONNECT_TIMEOUT = "10s"
@@ -81,6 +82,28 @@ def fill_chunk(path: str, index: int) -> ChunkResult:
     return ChunkResult(int(index), True, hi - lo)
 
 
+def local_cluster(workers: int):
+    """A ``LocalCluster`` of ``workers`` single-threaded processes tuned for GalSim.
+
+    Dask sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its worker processes; any
+    fixed value turns off glibc's adaptive mmap threshold, so every FFT
+    buffer GalSim allocates is mmap-ed and unmapped again, which halves its
+    drawing speed. Workers started here keep glibc's defaults (the other
+    pre-spawn settings, one OpenMP/BLAS thread, are kept).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            warnings.catch_warnings():
+        # the scheduler's HTTP server moves off a busy port 8787 with a warning
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        return LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                            dashboard_address=None, silence_logs=logging.ERROR)
+
+
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
     """A ``dask.distributed.Client`` for ``workers``/``scheduler``, or None (in-process).
@@ -93,15 +116,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     if workers is None and scheduler is None:
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if workers is not None:
-        with warnings.catch_warnings():
-            # the scheduler's HTTP server moves off a busy port 8787 with a warning
-            warnings.filterwarnings("ignore", message="Port .* is already in use")
-            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
+        cluster = local_cluster(int(workers))
         try:
             with Client(cluster) as client:
                 yield client
