@@ -120,8 +120,10 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal") -> Log
             f"latent='sample' needs a model with latent variables; {forward.identifier!r} has none")
     model = partial(galaxy_model, forward=forward, priors=dict(priors), latent=latent)
     h, w = forward.image_shape
-    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace(
-        jnp.zeros((h, w), jnp.float32), 1.0)
+    probe = numpyro.handlers.substitute(
+        numpyro.handlers.seed(model, 0),
+        data={LATENT_SITE: jnp.zeros((max(int(getattr(forward, "latent_dim", 0)), 1),))})
+    tr = numpyro.handlers.trace(probe).get_trace(jnp.zeros((h, w), jnp.float32), 1.0)
     shapes = {k: tuple(biject_to(s["fn"].support).inverse_shape(jnp.shape(s["value"])))
               for k, s in tr.items() if k in _sites(forward, latent)}
 
