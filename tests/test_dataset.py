@@ -311,3 +311,13 @@ def test_dataset_constructor_checks_shapes():
         Dataset(np.zeros((4, 8)), np.zeros((4, 5)), space, pixel_scale=0.2)
     with pytest.raises(BayesemuInputError, match="params must have shape"):
         Dataset(np.zeros((4, 8, 8)), np.zeros((3, 5)), space, pixel_scale=0.2)
+
+
+def test_import_is_cheap():
+    import subprocess
+    import sys
+
+    code = ("import sys, bayesemu.data; print(','.join(m for m in ('galsim', 'zarr', 'dask', "
+            "'distributed', 'astropy', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -273,7 +273,9 @@ def simulate_analytic(n: int, seed: int = 0, *, space: ParameterSpace | None = N
     chunk_size : int
         Images per chunk (the unit of work, of writing and of resuming).
     workers : int, optional
-        Start a Dask LocalCluster of this many single-threaded processes.
+        Start a Dask LocalCluster of this many single-threaded processes
+        (a script that does so needs the usual ``if __name__ == "__main__":``
+        guard, as worker processes are spawned).
     scheduler : str, optional
         Address of a running Dask scheduler to use instead.
     progress : bool
