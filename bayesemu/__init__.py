@@ -36,6 +36,7 @@ _LAZY = {
     "infer": ("inference", "infer"),
     "simulate_analytic": ("data", "simulate_analytic"),
     "load_dataset": ("data", "load_dataset"),
+    "Dataset": ("data", "Dataset"),
 }
 
 
