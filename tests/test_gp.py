@@ -1,0 +1,211 @@
+"""GP conditioner: accuracy on a known smooth function, predictive variance,
+the subset-of-data variance approximation, numpyro use and exact state round trip."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesemu.conditioners import (CONDITIONERS, Conditioner, GPConditioner, conditioner_from_state,
+                                   fit_gp)
+from bayesemu.errors import BayesemuInputError, FileFormatError
+
+
+def smooth(u):
+    """Three latents of very different scales, each depending on 1-2 inputs."""
+    return np.stack([np.sin(3 * u[:, 0]) + u[:, 1] ** 2,
+                     100.0 * np.exp(-u[:, 2]) * u[:, 0],
+                     0.01 * np.cos(2 * u[:, 1] + u[:, 0])], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(1)
+    u = rng.random((200, 3))
+    cond = fit_gp(u, smooth(u), n_hyper=200, steps=40, progress=False)
+    return cond, u
+
+
+def test_protocol_and_shapes(fitted):
+    cond, _ = fitted
+    assert isinstance(cond, Conditioner)
+    assert (cond.kind, cond.latent_dim, cond.param_dim) == ("gp", 3, 3)
+    u = jnp.full((4, 2, 3), 0.5)
+    assert cond.mean(u).shape == (4, 2, 3)
+    m, v = cond.mean_and_var(u)
+    assert m.shape == v.shape == (4, 2, 3)
+    assert cond.log_prob(jnp.zeros((4, 2, 3)), u).shape == (4, 2)
+    assert cond.sample(jax.random.key(0), u[0, 0], 7).shape == (7, 3)
+    with pytest.raises(BayesemuInputError):
+        cond.mean(jnp.zeros(4))
+
+
+def test_recovers_smooth_function_on_held_out_points(fitted):
+    cond, _ = fitted
+    ut = np.random.default_rng(2).uniform(0.05, 0.95, (300, 3))
+    zt = smooth(ut)
+    err = np.asarray(cond.mean(ut)) - zt
+    rel = np.sqrt(np.mean(err**2, axis=0)) / zt.std(0)
+    # 200 points in 3-D on functions with O(1) curvature: errors are ~1e-3 of the spread
+    assert np.all(rel < 0.02), rel
+    # the predictive std is of the size of the actual error (not 100x off either way)
+    _, var = cond.mean_and_var(ut)
+    zscore = np.sqrt(np.mean(err**2 / np.asarray(var), axis=0))
+    assert np.all((zscore > 0.02) & (zscore < 5.0)), zscore
+
+
+def test_variance_small_at_data_grows_away(fitted):
+    cond, u = fitted
+    _, v_train = cond.mean_and_var(u[:50])
+    inside = np.random.default_rng(3).uniform(0.2, 0.8, (50, 3))
+    _, v_in = cond.mean_and_var(inside)
+    far = np.full((1, 3), 100.0)  # far outside the unit cube: the prior variance
+    _, v_far = cond.mean_and_var(far)
+    prior = np.asarray(cond.amp) * np.asarray(cond.z_std) ** 2
+    assert np.all(np.median(v_train, 0) < 1e-3 * prior)
+    assert np.all(np.median(v_train, 0) < np.median(v_in, 0))
+    np.testing.assert_allclose(np.asarray(v_far[0]), prior, rtol=1e-5)
+
+
+def test_matches_tinygp_prediction(fitted):
+    """Our O(N) mean and M = N variance equal tinygp's exact conditional GP."""
+    import tinygp
+    from bayesemu.conditioners.gp import _tinygp_kernel
+
+    cond, u = fitted
+    ut = np.random.default_rng(4).random((20, 3))
+    m, v = cond.mean_and_var(ut)
+    y = (smooth(u) - np.asarray(cond.z_mean)) / np.asarray(cond.z_std)
+    for l in (0, 2):
+        # M = N here, so the fast variance is the exact one; compare in float64
+        ve = cond.exact_variance(ut)[:, l]
+        np.testing.assert_allclose(np.asarray(v[:, l]), np.maximum(ve, 2.0**-18 * float(
+            cond.amp[l]) * float(cond.z_std[l]) ** 2), rtol=0.05, atol=1e-6 * float(cond.z_std[l])**2)
+        k = _tinygp_kernel("matern52", cond.amp[l], 1.0 / jnp.sqrt(cond.inv_ls2[l]))
+
+        @jax.jit
+        def tinygp_mean(yl, ut):
+            gp = tinygp.GaussianProcess(k, jnp.asarray(u, jnp.float32), diag=cond.noise[l])
+            return gp.condition(yl, ut).gp.loc
+
+        mu = tinygp_mean(jnp.asarray(y[:, l], jnp.float32), jnp.asarray(ut, jnp.float32))
+        mu = np.asarray(mu) * float(cond.z_std[l]) + float(cond.z_mean[l])
+        # tinygp's float32 solve is the less accurate of the two
+        assert np.max(np.abs(mu - np.asarray(m[:, l]))) < 2e-3 * smooth(u)[:, l].std()
+
+
+def _noisy_problem(n, seed=5):
+    rng = np.random.default_rng(seed)
+    u = rng.random((n, 2))
+    z = (np.sin(4 * u[:, 0]) * u[:, 1] + np.cos(3 * u[:, 1]))[:, None]
+    return u, z + 0.1 * z.std() * rng.normal(size=z.shape), rng.random((40, 2))
+
+
+def _variance_ratio(n, m, n_hyper=128, steps=15):
+    # hyperparameters need not be optimal to compare two variances under them
+    u, z, ut = _noisy_problem(n)
+    cond = fit_gp(u, z, n_hyper=n_hyper, steps=steps, n_var=m, progress=False)
+    _, v = cond.mean_and_var(ut)
+    ve = cond.exact_variance(ut)[:, 0]
+    # the comparison is meaningful only well above the float32 floor
+    assert np.median(ve) > 2 * 2.0**-18 * float(cond.amp[0]) * float(cond.z_std[0]) ** 2
+    return np.asarray(v[:, 0]) / ve
+
+
+def test_dtc_variance_is_exact_when_m_equals_n():
+    ratio = _variance_ratio(300, 300)
+    # float32 rounding of amp - |R k|^2 is a few % at these variances
+    np.testing.assert_allclose(ratio, 1.0, atol=0.1)
+
+
+def test_dtc_variance_vs_exact_small():
+    ratio = _variance_ratio(600, 150)
+    assert ratio.min() > 0.85 and 0.9 < np.median(ratio) < 1.3 and ratio.max() < 2.0, ratio
+
+
+@pytest.mark.slow
+def test_dtc_variance_vs_exact_at_n2048():
+    """DTC variance with M = 256 space-filling inducing points vs the exact
+    O(N^2) one at N = 2048 (2-D, noise std 10% of the spread).
+
+    Measured: ratio median 1.00, range 0.95-1.04, i.e. within float32 rounding
+    (the exact variance is ~4x the float32 floor here).
+    """
+    ratio = _variance_ratio(2048, 256, n_hyper=256, steps=40)
+    assert ratio.min() > 0.85 and 0.9 < np.median(ratio) < 1.2 and ratio.max() < 1.5, ratio
+
+
+def test_gradients_and_numpyro(fitted):
+    import numpyro
+    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer.reparam import LocScaleReparam
+
+    cond, _ = fitted
+    u0 = jnp.array([0.3, 0.6, 0.4])
+    z0 = cond.mean(u0)
+    gz, gu = jax.grad(cond.log_prob, argnums=(0, 1))(z0 + 0.01, u0)
+    assert np.all(np.isfinite(gz)) and np.all(np.isfinite(gu))
+    d = cond.distribution(u0)
+    assert d.event_shape == (3,)
+    np.testing.assert_allclose(d.log_prob(z0), cond.log_prob(z0, u0), rtol=1e-6)
+    # gradient through a training point (r = 0) is finite too
+    gu_train = jax.grad(lambda uu: cond.mean(uu).sum())(jnp.asarray(cond.x_train[0]))
+    assert np.all(np.isfinite(gu_train))
+
+    def model():
+        numpyro.sample("z", cond.distribution(u0))
+
+    # the latents' scales differ by 1e4 and their spread is ~1e-3 of them:
+    # sample them non-centred (z = mean + sd * eps), as an emulator should
+    _, var = cond.mean_and_var(u0, include_noise=True)
+    sd = np.sqrt(np.asarray(var))
+    model = numpyro.handlers.reparam(model, config={"z": LocScaleReparam(centered=0)})
+    mcmc = MCMC(NUTS(model), num_warmup=100, num_samples=200, progress_bar=False)
+    mcmc.run(jax.random.key(0))
+    zs = np.asarray(mcmc.get_samples()["z"])
+    assert np.all(np.abs(zs.mean(0) - np.asarray(z0)) < 0.25 * sd)
+    assert np.all(np.abs(zs.std(0) / sd - 1) < 0.3)
+
+
+def test_state_round_trip_is_exact(fitted):
+    cond, _ = fitted
+    config, arrays = cond.state()
+    import json
+
+    config = json.loads(json.dumps(config))
+    assert all(isinstance(a, np.ndarray) for a in arrays.values())
+    back = conditioner_from_state(config, {k: a.copy() for k, a in arrays.items()})
+    assert isinstance(back, GPConditioner) and CONDITIONERS["gp"] is GPConditioner
+    ut = np.random.default_rng(6).random((10, 3))
+    for a, b in zip(cond.mean_and_var(ut), back.mean_and_var(ut)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    bad = dict(arrays)
+    bad["alpha"] = bad["alpha"][:, :-1]
+    with pytest.raises(FileFormatError):
+        GPConditioner.from_state(config, bad)
+    with pytest.raises(FileFormatError):
+        conditioner_from_state({**config, "kind": "vae"}, arrays)
+
+
+def test_bad_input_is_a_clear_error():
+    u = np.random.default_rng(0).random((10, 2))
+    with pytest.raises(BayesemuInputError, match="rows"):
+        fit_gp(u, np.zeros((9, 1)), progress=False)
+    z = np.zeros((10, 1))
+    z[3] = np.nan
+    with pytest.raises(BayesemuInputError, match="row 3"):
+        fit_gp(u, z, progress=False)
+    with pytest.raises(BayesemuInputError, match="kernel"):
+        fit_gp(u, np.zeros((10, 1)), kernel="rbf", progress=False)
+
+
+def test_adam_and_expsquared_also_fit():
+    rng = np.random.default_rng(7)
+    u = rng.random((80, 2))
+    z = np.sin(3 * u[:, :1]) + u[:, 1:]
+    cond, info = fit_gp(u, z, optimizer="adam", steps=100, kernel="expsquared",
+                        progress=False, return_info=True)
+    assert info.neg_log_likelihood[-1] < info.neg_log_likelihood[0] - 1.0
+    ut = rng.uniform(0.1, 0.9, (50, 2))
+    err = np.asarray(cond.mean(ut))[:, 0] - (np.sin(3 * ut[:, 0]) + ut[:, 1])
+    assert np.sqrt(np.mean(err**2)) < 0.02 * z.std()
