@@ -161,7 +161,7 @@ class PCAGenerator:
         return cls(mean, basis, evr, (h, w), scale)
 
 
-def _randomized_eigh(a: np.ndarray, k: int, n_iter: int = 10, oversample: int = 32):
+def _randomized_eigh(a: np.ndarray, k: int, n_iter: int = 6, oversample: int = 32):
     """Leading k eigenpairs of a symmetric PSD matrix by subspace iteration (Halko et al. 2011)."""
     m = a.shape[0]
     rng = np.random.default_rng(0)
