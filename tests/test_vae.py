@@ -1,4 +1,4 @@
-"""VAE generator: training lowers the loss, reconstruction, JAX transforms, save/load, exact resume."""
+"""VAE generator: training lowers the loss, reconstructs, JAX transforms, save/load, exact resume."""
 
 import json
 
@@ -69,8 +69,9 @@ def test_decode_jit_vmap_grad(trained):
     z = jax.random.normal(jax.random.key(3), (5, 4))
     out = gen.decode(z)
     assert out.shape == (5, 32, 32)
-    np.testing.assert_allclose(jax.jit(gen.decode)(z), out, rtol=1e-5, atol=1e-6 * np.abs(out).max())
-    np.testing.assert_allclose(jax.vmap(gen.decode)(z), out, rtol=1e-5, atol=1e-6 * np.abs(out).max())
+    tol = dict(rtol=1e-5, atol=1e-6 * float(np.abs(out).max()))
+    np.testing.assert_allclose(jax.jit(gen.decode)(z), out, **tol)
+    np.testing.assert_allclose(jax.vmap(gen.decode)(z), out, **tol)
     assert gen.decode(z.reshape(5, 1, 4)).shape == (5, 1, 32, 32)
     g = jax.grad(lambda v: jnp.sum(gen.decode(v) ** 2))(z[0])
     assert np.all(np.isfinite(g)) and np.any(g != 0)

@@ -152,7 +152,8 @@ class PCAGenerator:
             evr = np.asarray(arrays["explained_variance_ratio"], dtype=np.float32)
             scale = float(config.get("scale", 1.0))
         except (KeyError, TypeError, ValueError) as exc:
-            raise FileFormatError(f"PCA generator state is incomplete or malformed ({exc})") from None
+            raise FileFormatError(
+                f"PCA generator state is incomplete or malformed ({exc})") from None
         if (mean.shape != (h * w,) or basis.ndim != 2 or basis.shape[1] != h * w
                 or evr.shape != (basis.shape[0],)):
             raise FileFormatError(

@@ -119,11 +119,13 @@ class VAEConfig(NamedTuple):
                 positive_int(name, v)
         if not isinstance(self.encoder_hidden, (int, np.integer)) or self.encoder_hidden < 0:
             raise BayesemuInputError(
-                f"VAEConfig.encoder_hidden must be a non-negative integer; got {self.encoder_hidden!r}")
+                "VAEConfig.encoder_hidden must be a non-negative integer; "
+                f"got {self.encoder_hidden!r}")
         if self.decoder == "conv" and not self.conv_channels:
             raise BayesemuInputError("VAEConfig.conv_channels must not be empty for decoder='conv'")
         if self.sigma_x is not None and not (math.isfinite(self.sigma_x) and self.sigma_x > 0):
-            raise BayesemuInputError(f"VAEConfig.sigma_x must be positive or None; got {self.sigma_x!r}")
+            raise BayesemuInputError(
+                f"VAEConfig.sigma_x must be positive or None; got {self.sigma_x!r}")
         for name in ("beta", "learning_rate"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -313,7 +315,8 @@ class VAEGenerator:
             shape = tuple(int(s) for s in config["image_shape"])
             scale, sigma_x = float(config["scale"]), float(config["sigma_x"])
         except (KeyError, TypeError) as exc:
-            raise FileFormatError(f"VAE generator state is incomplete or malformed ({exc})") from None
+            raise FileFormatError(
+                f"VAE generator state is incomplete or malformed ({exc})") from None
         params = unflatten_params({k: jnp.asarray(v) for k, v in arrays.items()})
         gen = cls(cfg, shape, scale, params, sigma_x)
         # check the arrays against the architecture

@@ -232,7 +232,8 @@ def _unflatten_leaves(arrays, prefix, template, where):
 
 
 def _leaves(prefix, tree) -> dict:
-    return {f"{prefix}/{i:04d}": np.atleast_1d(np.asarray(jax.random.key_data(x) if _is_key(x) else x))
+    return {f"{prefix}/{i:04d}":
+            np.atleast_1d(np.asarray(jax.random.key_data(x) if _is_key(x) else x))
             for i, x in enumerate(jax.tree.leaves(tree))}
 
 
@@ -249,8 +250,8 @@ def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 1
         Seeds the split, initialisation, shuffling and Monte Carlo draws.
     images : array-like [N, H, W]
         Training images in any units (e.g. counts); loaded into memory.
-    config : VAEConfig
-        Architecture and optimiser settings.
+    config : VAEConfig or dict
+        Architecture and optimiser settings (a dict as from ``VAEConfig.to_dict``).
     epochs : int
         Maximum number of passes over the training split.
     val_fraction : float in [0, 1)
@@ -276,7 +277,8 @@ def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 1
     generator : VAEGenerator
     history : VAEHistory
     """
-    config = VAEConfig(*config).validate()
+    config = VAEConfig.from_dict(config) if isinstance(config, dict) else VAEConfig(*config)
+    config = config.validate()
     shape = getattr(images, "shape", None)
     if shape is None or len(shape) != 3:
         raise BayesemuInputError(f"fit_vae: images must have shape [N, H, W]; got {shape}")
@@ -356,7 +358,8 @@ def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 1
         epoch, batch_in_epoch, global_step = man["epoch"], man["batch_in_epoch"], man["global_step"]
         best_epoch, bad_epochs, stopped = man["best_epoch"], man["bad_epochs"], man["stopped_early"]
         loss_sum, best_val, initial_val = (float(v) for v in arr["scalars"])
-        hist_train, hist_val, hist_sec = (list(arr[f"history/{k}"]) for k in ("train", "val", "sec"))
+        hist_train, hist_val, hist_sec = (list(arr[f"history/{k}"])
+                                          for k in ("train", "val", "sec"))
 
     def checkpoint():
         if ckdir is None:
@@ -423,11 +426,13 @@ def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 1
     flush()
     checkpoint()
 
-    sigma_x = config.sigma_x if config.sigma_x is not None else float(best_params["sigma_x"]) * scale
+    sigma_x = (config.sigma_x if config.sigma_x is not None
+               else float(best_params["sigma_x"]) * scale)
     gen = VAEGenerator(config, image_shape, scale,
                        {"encoder": best_params["encoder$params"],
                         "decoder": best_params["decoder$params"]}, float(sigma_x))
-    history = VAEHistory(np.array(hist_train, dtype=np.float64), np.array(hist_val, dtype=np.float64),
+    history = VAEHistory(np.array(hist_train, dtype=np.float64),
+                         np.array(hist_val, dtype=np.float64),
                          int(best_epoch), float(initial_val), bool(stopped),
                          np.array(hist_sec, dtype=np.float64))
     return gen, history
