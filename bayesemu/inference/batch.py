@@ -72,8 +72,9 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     if n_dev > 1:
         mesh = Mesh(np.array(devices[:n_dev]), ("galaxy",))
         batched = jax.shard_map(batched, mesh=mesh, in_specs=(P("galaxy"), P("galaxy")),
-                                out_specs=P("galaxy"))
-    keys = jax.random.split(jax.random.PRNGKey(seed), padded.shape[0])
+                                out_specs=P("galaxy"), check_vma=False)
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_gal)  # independent of the padding
+    keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
     t0 = time.perf_counter()
     samples, stats = jax.jit(batched)(keys, jnp.asarray(padded))
     samples, stats = jax.block_until_ready((samples, stats))
