@@ -49,22 +49,21 @@ SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     thetas = np.array([[1.0, -1.0], [-5.0, 3.0], [10.0, 0.5]])
     images = np.stack([np.asarray(model.predict(t)) + rng.normal(size=(5, 5)) for t in thetas])
-    kw = dict(num_chains=2, num_warmup=150, num_samples=150, seed=1)
-    sharded = infer_batch(model, images, 1.0, **kw)
-    single = infer_batch(model, images, 1.0, devices=jax.devices()[:1], **kw)
-    out = {"n_devices": len(jax.devices()), "used": int(sharded.posterior.attrs["num_devices"]),
-           "means": [[float(sharded.posterior[n].values[:, :, g].mean()) for n in ("t0", "t1")]
-                     for g in range(3)],
-           "max_diff": float(max(np.abs(sharded.posterior[n].values - single.posterior[n].values).max()
-                                 for n in ("t0", "t1")))}
+    sharded = infer_batch(model, images, 1.0, num_chains=2, num_warmup=200, num_samples=300, seed=1)
+    post = sharded.posterior
+    out = {"n_devices": len(jax.devices()), "used": int(post.attrs["num_devices"]),
+           "images": images.tolist(),
+           "means": [[float(post[n].values[:, :, g].mean()) for n in ("t0", "t1")] for g in range(3)],
+           "sds": [[float(post[n].values[:, :, g].std()) for n in ("t0", "t1")] for g in range(3)]}
     print(json.dumps(out))
 """)
 
 
 @pytest.mark.slow
 def test_batch_sharded_over_two_host_devices():
-    """With 2 (forced) CPU devices the galaxy axis is split (3 galaxies -> padded to 4),
-    and the draws equal the single-device ones for the same seed."""
+    """With 2 (forced) CPU devices the galaxy axis is split (3 galaxies padded to 4) and each
+    galaxy's posterior still matches its closed form. (Draws are not bitwise equal to a
+    single-device run: NUTS trajectories amplify float reassociation differences.)"""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                JAX_PLATFORMS="cpu")
     res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
@@ -72,6 +71,9 @@ def test_batch_sharded_over_two_host_devices():
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["n_devices"] == 2 and out["used"] == 2
-    assert out["max_diff"] < 1e-3 * 20  # same keys, same algorithm: equal up to float reassociation
     model = LinearGaussianModel(shape=(5, 5), seed=1)
-    assert abs(out["means"][2][0] - 10.0) < 2.0 and abs(out["means"][1][0] + 5.0) < 2.0
+    for g in range(3):
+        mean, cov = model.posterior(np.array(out["images"][g]), NOISE)
+        sd = np.sqrt(np.diag(cov))
+        assert np.all(np.abs(np.array(out["means"][g]) - mean) < 0.32 * sd), (g, out, mean)
+        assert np.all(np.abs(np.array(out["sds"][g]) / sd - 1) < 0.25), (g, out, sd)
