@@ -133,6 +133,10 @@ class Emulator:
     def _split(self, theta):
         """(unit-cube conditioner input u, image scale s) for theta [..., P]."""
         theta = jnp.asarray(theta, dtype=jnp.float32)
+        if theta.ndim == 0 or theta.shape[-1] != self.space.dim:  # static: safe under jit
+            raise BayesemuInputError(
+                f"theta has shape {theta.shape}; the last axis must have length {self.space.dim} "
+                f"({', '.join(self.space.names)})")
         if self.physics == "flux":
             i = self.space.index("flux")
             keep = [j for j in range(self.space.dim) if j != i]
@@ -191,7 +195,12 @@ class Emulator:
             (linearised, Woodbury; exact for PCA-GP). If False, plug in the
             mean image.
         """
-        image = jnp.asarray(image, jnp.float32).ravel()
+        image = jnp.asarray(image, jnp.float32)
+        if image.shape != self.image_shape or jnp.ndim(noise_sigma) != 0:  # static checks
+            raise BayesemuInputError(
+                f"log_likelihood takes one image of shape {self.image_shape} and a scalar "
+                f"noise_sigma, got image {image.shape}, noise_sigma shape {jnp.shape(noise_sigma)}")
+        image = image.ravel()
         var = jnp.asarray(noise_sigma, jnp.float32) ** 2
         n = image.size
         u, s = self._split(theta)
@@ -290,24 +299,56 @@ class Emulator:
 
     # ---------------------------------------------------------- persistence
     def save(self, path) -> Path:
-        """Save to a model directory (JSON manifest + safetensors, atomic)."""
+        """Save to a model directory (JSON manifest + safetensors, atomic).
+
+        The manifest is the commit point: the weight files are written first,
+        under names the directory's current manifest does not reference, so a
+        crash at any moment leaves the previous model loadable (or, for a new
+        directory, no manifest at all). Unreferenced weight files are removed
+        after the commit.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        in_use = _referenced_files(path)
         gcfg, garr = self.generator.state()
         ccfg, carr = self.conditioner.state()
-        save_arrays(path / "generator.safetensors", garr)
-        save_arrays(path / "conditioner.safetensors", carr)
+        files = {}
+        for part, arrays in (("generator", garr), ("conditioner", carr)):
+            fname = next((f for f in _weight_names(part) if f not in in_use), f"{part}.safetensors")
+            save_arrays(path / fname, arrays)
+            files[part] = fname
         write_manifest(path, "model", {
             "model": self.kind,
             "physics": self.physics,
             "space": self.space.to_dict(),
             "image_shape": list(self.image_shape),
             "pixel_scale": float(self.pixel_scale),
+            "files": files,
             "generator": {"kind": self.generator.kind, "config": gcfg},
             "conditioner": {"kind": self.conditioner.kind, "config": ccfg},
             "metadata": self.metadata,
-        }, ["generator.safetensors", "conditioner.safetensors"])
+        }, list(files.values()))
+        for part in files:
+            for fname in _weight_names(part):
+                if fname != files[part]:
+                    (path / fname).unlink(missing_ok=True)
         return path
+
+
+def _weight_names(part: str) -> tuple[str, str]:
+    """The two file names a weight file alternates between across saves."""
+    return f"{part}.safetensors", f"{part}.1.safetensors"
+
+
+def _referenced_files(path: Path) -> set[str]:
+    """Files listed by the manifest currently in ``path`` (empty if none or unreadable)."""
+    import json
+
+    try:
+        man = json.loads((path / "manifest.json").read_text())
+        return set(man.get("checksums", {}))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
 
 
 def load(path) -> Emulator:
@@ -321,15 +362,37 @@ def load(path) -> Emulator:
     """
     path = Path(path)
     man = read_manifest(path, "model")
+    mpath = path / "manifest.json"
     try:
-        gen = _generator_class(man["generator"]["kind"]).from_state(
-            man["generator"]["config"], load_arrays(path / "generator.safetensors"))
-        cond = _conditioner_class(man["conditioner"]["kind"]).from_state(
-            man["conditioner"]["config"], load_arrays(path / "conditioner.safetensors"))
-        return Emulator(
+        files = man.get("files", {"generator": "generator.safetensors",
+                                  "conditioner": "conditioner.safetensors"})
+        parts = {}
+        for part, cls_of in (("generator", _generator_class), ("conditioner", _conditioner_class)):
+            fname = files[part]
+            if fname not in _weight_names(part) or fname not in man.get("checksums", {}):
+                raise FileFormatError(f"{mpath}: {part} weight file {fname!r} is not a checksummed "
+                                      f"{_weight_names(part)[0]}")
+            fpath = path / fname
+            try:
+                parts[part] = cls_of(man[part]["kind"]).from_state(man[part]["config"],
+                                                                   load_arrays(fpath))
+            except FileFormatError as exc:
+                msg = str(exc)
+                raise FileFormatError(msg if str(fpath) in msg else f"{fpath}: {msg}") from None
+        gen, cond = parts["generator"], parts["conditioner"]
+        emu = Emulator(
             space=ParameterSpace.from_dict(man["space"]), generator=gen, conditioner=cond,
             pixel_scale=float(man["pixel_scale"]), physics=man["physics"],
             metadata=man.get("metadata", {}),
         )
-    except (KeyError, TypeError) as exc:
-        raise FileFormatError(f"{path / 'manifest.json'}: incomplete model manifest ({exc!r})") from None
+    except FileFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FileFormatError(f"{mpath}: incomplete or malformed model manifest ({exc!r})") from None
+    if (tuple(man["image_shape"]) != emu.image_shape
+            or int(cond.latent_dim) != emu.latent_dim
+            or int(getattr(cond, "param_dim", emu.conditioned_space.dim)) != emu.conditioned_space.dim
+            or not (np.isfinite(emu.pixel_scale) and emu.pixel_scale > 0)):
+        raise FileFormatError(f"{mpath}: the weight files do not fit the manifest (image shape, "
+                              "latent or parameter dimension, or pixel scale disagree)")
+    return emu

@@ -61,10 +61,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort; not every OS allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -121,6 +136,12 @@ def write_manifest(directory: str | os.PathLike, kind: str, body: Mapping[str, A
     return manifest
 
 
+def _is_plain_name(name: str) -> bool:
+    """A file name inside the directory: no separators, not '.', '..' or empty."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name \
+        and "\0" not in name
+
+
 def read_manifest(directory: str | os.PathLike, kind: str, *, verify: bool = True) -> dict:
     """Read and check ``directory/manifest.json``.
 
@@ -134,7 +155,8 @@ def read_manifest(directory: str | os.PathLike, kind: str, *, verify: bool = Tru
     directory = Path(directory)
     mpath = directory / MANIFEST
     if not directory.is_dir():
-        raise FileFormatError(f"{directory}: not a bayesemu {kind} directory (no such directory)")
+        why = "a file, not a directory" if directory.exists() else "no such directory"
+        raise FileFormatError(f"{directory}: not a bayesemu {kind} directory ({why})")
     try:
         manifest = json.loads(mpath.read_text())
     except FileNotFoundError:
@@ -151,8 +173,13 @@ def read_manifest(directory: str | os.PathLike, kind: str, *, verify: bool = Tru
         )
     if manifest.get("kind") != kind:
         raise FileFormatError(f"{mpath}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
+    checksums = manifest.get("checksums", {})
+    if not isinstance(checksums, dict) or not all(
+            isinstance(f, str) and isinstance(d, str) and _is_plain_name(f)
+            for f, d in checksums.items()):
+        raise FileFormatError(f"{mpath}: malformed checksums (plain file names -> SHA-256 expected)")
     if verify:
-        for fname, digest in manifest.get("checksums", {}).items():
+        for fname, digest in checksums.items():
             fpath = directory / fname
             if not fpath.is_file():
                 raise FileFormatError(f"{fpath}: file listed in the manifest is missing")

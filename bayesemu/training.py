@@ -31,6 +31,29 @@ def _as_arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
     return images, params
 
 
+#: Keyword arguments that ``train`` sets itself and options may not override.
+_RESERVED = {"fit_gp": {"seed", "progress", "return_info"},
+             "fit_maf": {"progress", "return_info"}}
+
+
+def _check_options(options, what: str, fn_name: str) -> None:
+    """Refuse options that are not keyword arguments of the fitting function."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise BayesemuInputError(f"{what} must be a dict, got {type(options).__name__}")
+    import inspect
+
+    from . import conditioners
+
+    params = inspect.signature(getattr(conditioners, fn_name)).parameters
+    allowed = {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} - _RESERVED[fn_name]
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise BayesemuInputError(f"{what}: unknown option(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(allowed))})")
+
+
 def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 0,
           latent_dim: int | None = None, variance_threshold: float = 0.995,
           epochs: int = 200, patience: int = 20, val_fraction: float = 0.1,
@@ -78,6 +101,8 @@ def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 
         raise BayesemuInputError(f"variance_threshold must be in (0, 1], got {variance_threshold}")
     if latent_dim is not None and latent_dim < 1:
         raise BayesemuInputError(f"latent_dim must be >= 1, got {latent_dim}")
+    _check_options(gp_options, "gp_options", "fit_gp")
+    _check_options(maf_options, "maf_options", "fit_maf")
     gen_kind, cond_kind = MODEL_KINDS[model]
     images, params = _as_arrays(dataset)
     space = dataset.space

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BayesemuInputError
+from ..errors import BayesemuInputError, ExtrapolationWarning
 
 
 def read_params_csv(path, names) -> np.ndarray:
@@ -28,14 +29,17 @@ def read_params_csv(path, names) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BayesemuInputError(f"{path}: cannot read parameter CSV ({exc})") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if len(rows) < 2:
         raise BayesemuInputError(f"{path}: needs a header row of parameter names and at least one row")
     header = [c.strip() for c in rows[0]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise BayesemuInputError(f"{path}: header repeats column(s) {', '.join(dup)}")
     unknown = [h for h in header if h not in names]
     missing = [n for n in names if n not in header]
     if unknown or missing:
@@ -86,14 +90,22 @@ def run(args) -> int:
         raise BayesemuInputError(f"--sample must be >= 0, got {args.sample}")
     emu = load(args.model_dir)
     theta = read_params_csv(args.params, emu.space.names)
-    theta = emu.check_theta(theta, allow_extrapolation=args.allow_extrapolation)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExtrapolationWarning)
+        theta = emu.check_theta(theta, allow_extrapolation=args.allow_extrapolation)
+    for w in caught[:1]:  # one line on stderr, once
+        print(f"bayesemu: warning: {args.params}: {w.message}", file=sys.stderr)
     if args.sample:
-        imgs = emu.sample(jax.random.key(args.seed), theta, args.sample,
-                          allow_extrapolation=args.allow_extrapolation)
+        with warnings.catch_warnings():  # already reported above
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            imgs = emu.sample(jax.random.key(args.seed), theta, args.sample,
+                              allow_extrapolation=args.allow_extrapolation)
         imgs = np.moveaxis(np.asarray(imgs), 0, 1).reshape((-1,) + emu.image_shape)
         theta = np.repeat(theta, args.sample, axis=0)
     else:
-        imgs = np.asarray(emu.predict(theta, allow_extrapolation=args.allow_extrapolation))
+        with warnings.catch_warnings():  # already reported above
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            imgs = np.asarray(emu.predict(theta, allow_extrapolation=args.allow_extrapolation))
     hdr = fits.Header()
     hdr["PIXSCALE"] = (emu.pixel_scale, "arcsec / pixel")
     hdr["BUNIT"] = "counts"

@@ -38,6 +38,50 @@ def read_fits_image(path) -> np.ndarray:
     raise BayesemuInputError(f"{path}: no 2-D image HDU found")
 
 
+def read_fits_pixel_scale(path) -> float | None:
+    """Pixel scale (arcsec/pixel) in the header of the first 2-D image HDU, if it has one.
+
+    Read from ``PIXSCALE`` (arcsec), else the WCS ``CD`` matrix or ``CDELT1/2``
+    (degrees unless ``CUNIT1`` says otherwise): the square root of the pixel area.
+    """
+    from astropy.io import fits
+
+    factor = {"deg": 3600.0, "arcmin": 60.0, "arcsec": 1.0}
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdr = next((h.header for h in hdul
+                        if getattr(h, "data", None) is not None and np.ndim(h.data) == 2), None)
+    except (OSError, ValueError):
+        return None
+    if hdr is None:
+        return None
+    try:
+        if "PIXSCALE" in hdr:
+            return float(hdr["PIXSCALE"])
+        unit = factor.get(str(hdr.get("CUNIT1", "deg")).strip().lower(), 3600.0)
+        if "CD1_1" in hdr:
+            det = (hdr.get("CD1_1", 0.0) * hdr.get("CD2_2", 0.0)
+                   - hdr.get("CD1_2", 0.0) * hdr.get("CD2_1", 0.0))
+            return math.sqrt(abs(float(det))) * unit
+        if "CDELT1" in hdr:
+            return math.sqrt(abs(float(hdr["CDELT1"]) * float(hdr.get("CDELT2", hdr["CDELT1"])))) * unit
+    except (TypeError, ValueError):
+        raise BayesemuInputError(f"{path}: unreadable pixel scale in the FITS header") from None
+    return None
+
+
+def check_pixel_scale(path, model) -> None:
+    """Refuse an image whose header pixel scale differs from the model's (0.1% tolerance)."""
+    scale = read_fits_pixel_scale(path)
+    want = getattr(model, "pixel_scale", None)
+    if scale is None or want is None:
+        return
+    if not (math.isfinite(scale) and scale > 0) or abs(scale - want) > 1e-3 * want:
+        raise BayesemuInputError(
+            f"{path}: pixel scale {scale:g} arcsec in the FITS header, but the model was trained "
+            f"at {want:g} arcsec/pixel")
+
+
 def parse_truth(text: str | None, names) -> dict | None:
     """``"flux=3e4,scale_radius=0.4"`` -> dict; names must be model parameters."""
     if not text:
@@ -114,6 +158,7 @@ def run(args) -> int:
     image = read_fits_image(args.image)
     model = load_model(args.model_dir, image.shape, args.pixel_scale)
     image = check_image(image, model.image_shape, where=str(args.image))
+    check_pixel_scale(args.image, model)
     truth = parse_truth(args.truth, model.space.names)
     idata = infer(model, image, sigma, backend=args.backend, num_chains=args.chains,
                   num_warmup=args.warmup, num_samples=args.samples, seed=args.seed,

@@ -29,6 +29,13 @@ def register(sub) -> None:
                    help="fraction of training images held out for early stopping (default 0.1)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="VAE checkpoint period (steps)")
     p.add_argument("--resume", action="store_true", help="resume VAE training from OUT/checkpoints")
+    p.add_argument("--vae-config", default=None, metavar="JSON",
+                   help="VAE architecture/optimiser settings as a JSON object or a .json file, "
+                        "e.g. '{\"encoder_channels\": [8, 16], \"batch_size\": 32}'")
+    p.add_argument("--gp-options", default=None, metavar="JSON",
+                   help="extra fit_gp keyword arguments as JSON, e.g. '{\"steps\": 50}'")
+    p.add_argument("--maf-options", default=None, metavar="JSON",
+                   help="extra fit_maf keyword arguments as JSON, e.g. '{\"max_epochs\": 50}'")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -45,14 +52,44 @@ def run(args) -> int:
         raise BayesemuInputError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
     if args.epochs < 1:
         raise BayesemuInputError(f"--epochs must be >= 1, got {args.epochs}")
+    vae_config = None
+    if args.vae_config is not None:
+        from ..generators import VAEConfig
+
+        vae_config = VAEConfig.from_dict(_json_object(args.vae_config, "--vae-config"))
+    gp_options = _json_object(args.gp_options, "--gp-options")
+    maf_options = _json_object(args.maf_options, "--maf-options")
     ds = load_dataset(args.data)
     t0 = time.perf_counter()
     emu = training.train(
         ds, args.model, physics=args.physics, seed=args.seed, latent_dim=args.latent_dim,
         variance_threshold=args.variance_threshold, epochs=args.epochs, patience=args.patience,
-        val_fraction=args.val_fraction, checkpoint_dir=out / "checkpoints",
+        val_fraction=args.val_fraction, vae_config=vae_config, gp_options=gp_options,
+        maf_options=maf_options, checkpoint_dir=out / "checkpoints",
         checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress)
     emu.save(out)
     print(f"trained {emu.kind} ({emu.physics} physics, latent dim {emu.latent_dim}) on "
           f"{len(ds)} images in {time.perf_counter() - t0:.1f} s -> {out}", file=sys.stdout)
     return 0
+
+
+def _json_object(text: str | None, option: str) -> dict | None:
+    """A JSON object given inline or as the path of a .json file."""
+    import json
+
+    if text is None:
+        return None
+    source = text
+    if not text.lstrip().startswith("{"):
+        try:
+            source = Path(text).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BayesemuInputError(f"{option}: neither a JSON object nor a readable file "
+                                     f"({exc})") from None
+    try:
+        obj = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise BayesemuInputError(f"{option}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise BayesemuInputError(f"{option}: expected a JSON object, got {type(obj).__name__}")
+    return obj
