@@ -142,7 +142,9 @@ class MAFConditioner(eqx.Module):
         For one affine layer it is the conditional mean; in general it is a
         central point (the image of the base mode), not E[z | u].
         """
-        c = self._cond(u)
+        return _jit_mean(self, self._cond(u))
+
+    def _mean(self, c):
         zeros = jnp.zeros(self.latent_dim, jnp.float32)
         tr = lambda ci: self.flow.bijection.transform(zeros, ci)  # noqa: E731
         flat = c.reshape(-1, self.param_dim)
@@ -157,12 +159,18 @@ class MAFConditioner(eqx.Module):
         if z.shape[-1:] != (self.latent_dim,):
             raise BayesemuInputError(
                 f"MAF conditioner: z must have shape [..., {self.latent_dim}], got {z.shape}")
+        return _jit_log_prob(self, z, c)
+
+    def _log_prob(self, z, c):
         s = (z - self.z_mean) / self.z_std
         return self.flow.log_prob(s, c) - jnp.sum(jnp.log(self.z_std))
 
     def sample_shape(self, rng_key, u, sample_shape=()):
         """Draws of z with shape ``sample_shape + u.shape[:-1] + (L,)``."""
-        s = self.flow.sample(rng_key, tuple(sample_shape), condition=self._cond(u))
+        return _jit_sample(self, rng_key, self._cond(u), tuple(int(i) for i in sample_shape))
+
+    def _sample(self, rng_key, c, sample_shape):
+        s = self.flow.sample(rng_key, sample_shape, condition=c)
         return s * self.z_std + self.z_mean
 
     def sample(self, rng_key, u, n: int):
@@ -228,6 +236,12 @@ class MAFConditioner(eqx.Module):
         flow = eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static)
         return cls(flow=flow, z_mean=jnp.asarray(zm), z_std=jnp.asarray(zs),
                    config=tuple(sorted(config.items())))
+
+
+# jitted entry points (compiled once per shape; free inside an outer jit)
+_jit_mean = eqx.filter_jit(lambda m, c: m._mean(c))
+_jit_log_prob = eqx.filter_jit(lambda m, z, c: m._log_prob(z, c))
+_jit_sample = eqx.filter_jit(lambda m, k, c, shape: m._sample(k, c, shape))
 
 
 def _check_config(config: dict) -> None:
