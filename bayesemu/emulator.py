@@ -196,10 +196,12 @@ class Emulator:
             mean image.
         """
         image = jnp.asarray(image, jnp.float32)
-        if image.shape != self.image_shape or jnp.ndim(noise_sigma) != 0:  # static checks
+        if (jnp.shape(theta) != (self.space.dim,) or image.shape != self.image_shape
+                or jnp.ndim(noise_sigma) != 0):  # static checks: safe under jit
             raise BayesemuInputError(
-                f"log_likelihood takes one image of shape {self.image_shape} and a scalar "
-                f"noise_sigma, got image {image.shape}, noise_sigma shape {jnp.shape(noise_sigma)}")
+                f"log_likelihood takes theta [{self.space.dim}], one image {self.image_shape} and "
+                f"a scalar noise_sigma; got shapes {jnp.shape(theta)}, {image.shape}, "
+                f"{jnp.shape(noise_sigma)}")
         image = image.ravel()
         var = jnp.asarray(noise_sigma, jnp.float32) ** 2
         n = image.size
@@ -226,13 +228,20 @@ class Emulator:
 
     def check_image(self, image, what: str = "image") -> np.ndarray:
         """Validate an observed image (or stack): shape and finiteness."""
-        arr = np.asarray(image, dtype=np.float32)
-        if arr.shape[-2:] != self.image_shape:
+        try:
+            raw = np.asarray(image, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise BayesemuInputError(f"{what} is not a numeric array") from None
+        if raw.shape[-2:] != self.image_shape:
             raise BayesemuInputError(
-                f"{what} has shape {arr.shape[-2:]} but the model emulates {self.image_shape} images"
+                f"{what} has shape {raw.shape[-2:]} but the model emulates {self.image_shape} images"
             )
-        if not np.isfinite(arr).all():
+        if not np.isfinite(raw).all():
             raise BayesemuInputError(f"{what} contains NaN or inf pixels")
+        with np.errstate(over="ignore"):
+            arr = raw.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise BayesemuInputError(f"{what} has pixel values beyond the float32 range")
         return arr
 
     def predict(self, theta, *, allow_extrapolation: bool = False):
