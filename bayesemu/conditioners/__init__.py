@@ -7,7 +7,13 @@ inputs ``u`` (``ParameterSpace.to_unit(theta)``)::
     maf = fit_maf(jax.random.key(0), u, z)  # MAFConditioner
     gp.mean(u); gp.mean_and_var(u); maf.log_prob(z, u)
     numpyro.sample("z", maf.distribution(u))          # inside a model, with theta
-    cond = CONDITIONERS[config["kind"]].from_state(config, arrays)
+    cond = conditioner_from_state(config, arrays)     # dispatch on config["kind"]
+
+Both conditioners are equinox Modules (pytrees) whose methods are jitted
+internally. To jit your own function, close over the conditioner or pass it
+as an argument: ``jax.jit(lambda u: cond.mean(u))`` or
+``jax.jit(lambda c, u: c.mean(u))(cond, u)``; ``jax.jit(cond.mean)`` fails
+(equinox bound methods are not hashable).
 """
 
 from __future__ import annotations

@@ -281,7 +281,13 @@ class GPConditioner(eqx.Module):
     def distribution(self, u):
         """``numpyro.distributions.Normal(mean, sqrt(var)).to_event(1)`` for
         ``u [..., P]`` (batch shape ``u.shape[:-1]``, event shape ``(L,)``),
-        variance including the white-noise term."""
+        variance including the white-noise term.
+
+        Inside NUTS, sample it non-centred (``numpyro.handlers.reparam`` with
+        ``LocScaleReparam(centered=0)``, i.e. z = mean + sd * eps): latents of
+        very different scales with spreads ~1e-3 of their values make the
+        centred geometry hard to adapt to (tests/test_gp.py does this).
+        """
         import numpyro.distributions as dist
 
         mean, var = self.mean_and_var(u, include_noise=True)
