@@ -59,7 +59,7 @@ def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 
           epochs: int = 200, patience: int = 20, val_fraction: float = 0.1,
           vae_config: Any = None, gp_options: dict | None = None,
           maf_options: dict | None = None, checkpoint_dir=None, checkpoint_every: int = 500,
-          resume: bool = False, progress: bool = True) -> Emulator:
+          resume: bool = False, progress: bool = True, generator: Any = None) -> Emulator:
     """Train an emulator on a dataset.
 
     Parameters
@@ -88,6 +88,10 @@ def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 
         VAE checkpoints (every ``checkpoint_every`` steps) and resumption.
     progress : bool
         Show progress bars and live losses.
+    generator : Generator, optional
+        A generator already fitted on this dataset's images in the same
+        physics mode (e.g. ``emu.generator`` of a vae-gp, to fit a vae-maf on
+        the same VAE); skips the first stage. Its kind must match ``model``.
 
     Returns
     -------
@@ -119,7 +123,12 @@ def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 
     targets = images / scale[:, None, None].astype(np.float32)
 
     history = None
-    if gen_kind == "pca":
+    if generator is not None:
+        if generator.kind != gen_kind or tuple(generator.image_shape) != images.shape[1:]:
+            raise BayesemuInputError(
+                f"generator of kind {generator.kind!r} for {tuple(generator.image_shape)} images "
+                f"does not fit model {model!r} on {images.shape[1:]} images")
+    elif gen_kind == "pca":
         from .generators import fit_pca
 
         generator = fit_pca(targets, variance_threshold=variance_threshold, n_components=latent_dim)

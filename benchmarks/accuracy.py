@@ -12,6 +12,10 @@ measure
   images (fit g_emu - g_true = m g_true + c, per component);
 - training time and predict throughput (images/s, batch 1000, warm).
 
+vae-gp and vae-maf share one VAE per (training set, physics mode): the second
+of them reuses the first one's generator (``shared_generator: true``), and its
+``train_s`` then counts the conditioner only.
+
 Usage::
 
     python benchmarks/accuracy.py --out benchmarks/results/accuracy.json
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress):
+def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress, generator=None):
     import jax
 
     import bayesemu
@@ -41,7 +45,7 @@ def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress)
 
     t0 = time.perf_counter()
     emu = bayesemu.train(train_ds, model, physics=physics, seed=seed, epochs=epochs,
-                         progress=progress)
+                         progress=progress, generator=generator)
     train_s = time.perf_counter() - t0
     theta = test_ds.params
     truth = np.asarray(test_ds.images[:])
@@ -59,8 +63,8 @@ def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress)
     px30 = pixel_metrics(truth, pred, noise_sigma=30.0).summary
     px3 = pixel_metrics(truth, pred, noise_sigma=3.0).summary
     sv = shear_validation(truth, pred, test_ds.pixel_scale)
-    return {
-        "model": model, "physics": physics, "n_train": len(train_ds), "n_test": len(test_ds),
+    return emu, {
+        "model": model, "physics": physics, "shared_generator": generator is not None, "n_train": len(train_ds), "n_test": len(test_ds),
         "latent_dim": emu.latent_dim,
         "mse": px30["mse"], "r2": px30["r2"],
         "mse_over_noise_var_sigma30": px30["mse_over_noise_var"],
@@ -81,11 +85,17 @@ def run(quick: bool = False, *, n_train=(512, 4096), n_test: int = 1024,
     rows = []
     for n in n_train:
         train_ds = simulate_analytic(n, seed=seed, stamp=stamp, progress=progress)
+        vaes = {}  # one VAE per physics mode, shared by vae-gp and vae-maf (two-stage fit)
         for model in models:
             for ph in physics:
                 print(f"[accuracy] {model} physics={ph} n_train={n} ...", file=sys.stderr, flush=True)
-                rows.append(_emulator_rows(train_ds, test_ds, model, ph, epochs=epochs,
-                                           seed=seed, progress=progress))
+                gen = vaes.get(ph) if model.startswith("vae") else None
+                emu, row = _emulator_rows(train_ds, test_ds, model, ph, epochs=epochs, seed=seed,
+                                          progress=progress, generator=gen)
+                if model.startswith("vae"):
+                    vaes[ph] = emu.generator
+                rows.append(row)
+                print(json.dumps(row, default=float), file=sys.stderr, flush=True)
     return {
         "machine": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
                     "loadavg": os.getloadavg()},
