@@ -1,0 +1,261 @@
+"""``quickstart``: the whole pipeline on embedded defaults, in minutes on a laptop.
+
+Steps (each printed with its wall time)::
+
+    1. simulate   analytic GalSim training and test sets      DIR/data/{train,test}.zarr
+    2. train      an emulator (PCA-GP, exact flux scaling)     DIR/model/
+    3. observe    one GalSim galaxy at a known θ plus noise    DIR/observation.fits
+    4. infer      its posterior with NUTS (numpyro, 4 chains)  DIR/posterior.nc, DIR/corner.png
+    5. validate   pixels, shear, SBC vs GalSim, latents        DIR/report.md, metrics.json, *.png
+
+``quick=True`` shrinks everything (32x32 stamps, 128 training images, short
+chains, 20 SBC replicates) so that the test suite can run it.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import BayesemuInputError
+from .validation.sbc_run import QUICK_SBC, SBCSettings
+
+__all__ = ["quickstart", "QuickstartResult", "QuickstartConfig", "DEFAULT", "QUICK",
+           "TRUE_THETA"]
+
+#: The galaxy observed in step 3 (flux [counts], scale_radius [arcsec], g1, g2, psf_fwhm [arcsec]).
+TRUE_THETA = {"flux": 3.0e4, "scale_radius": 0.4, "g1": 0.2, "g2": -0.15, "psf_fwhm": 0.3}
+
+
+class QuickstartConfig(NamedTuple):
+    """Sizes of a quickstart run."""
+
+    n_train: int = 1024
+    n_test: int = 256
+    stamp: int = 64
+    noise_sigma: float = 30.0
+    num_chains: int = 4
+    num_warmup: int = 500
+    num_samples: int = 500
+    n_sbc: int = 100
+    n_compare: int = 4
+    umap: bool = True
+    gp_steps: int = 200
+    quick_validate: bool = False
+    #: SBC chains: one chain per replicate, thinned to 50 draws (ESS >= 50 of 150).
+    sbc: SBCSettings = SBCSettings(n_replicates=100, n_draws=50, num_chains=1, num_warmup=200,
+                                   num_samples=150, batch_size=50, max_tree_depth=7)
+
+
+#: Embedded defaults (about 10 minutes on 2 cores).
+DEFAULT = QuickstartConfig()
+#: Test-sized run (under 2 minutes).
+QUICK = QuickstartConfig(n_train=128, n_test=32, stamp=32, num_chains=2, num_warmup=150,
+                         num_samples=150, n_sbc=QUICK_SBC.n_replicates, n_compare=1, umap=False,
+                         gp_steps=100, quick_validate=True, sbc=QUICK_SBC)
+
+
+class QuickstartResult(NamedTuple):
+    """Paths written by :func:`quickstart`, the metrics and the step times (s)."""
+
+    out_dir: Path
+    report: Path
+    metrics_json: Path
+    posterior: Path
+    corner: Path
+    observation: Path
+    model_dir: Path
+    train_data: Path
+    test_data: Path
+    metrics: dict
+    step_seconds: dict
+
+
+def _write_fits(path: Path, image: np.ndarray, header: dict) -> None:
+    from astropy.io import fits
+
+    from .files import atomic_write_bytes
+
+    hdu = fits.PrimaryHDU(np.asarray(image, np.float32))
+    for k, v in header.items():
+        hdu.header[k] = v
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _posterior_reading(idata, truth: dict, names, sigma: float, elapsed: float) -> str:
+    post = idata.posterior
+    cells, z = [], []
+    for n in names:
+        v = np.asarray(post[n]).ravel()
+        m, s = float(v.mean()), float(v.std(ddof=1))
+        z.append((m - truth[n]) / s if s > 0 else float("nan"))
+        cells.append(f"{n} {m:.4g} ± {s:.2g} (truth {truth[n]:g}, {z[-1]:+.1f}σ)")
+    worst = float(np.nanmax(np.abs(z)))
+    return (f"Posterior of one GalSim galaxy (noise σ = {sigma:g}) with the emulator as forward "
+            f"model, NUTS with {post.sizes['chain']} chains x {post.sizes['draw']} draws in "
+            f"{elapsed:.1f} s: " + "; ".join(cells) + ". The largest offset from the truth is "
+            f"{worst:.1f} posterior σ, " + ("as expected from noise alone." if worst < 3 else
+                                             "larger than noise explains: an emulator bias.")
+            + " The lines mark the true parameters.")
+
+
+def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca-gp",
+               progress: bool = True, overwrite: bool = False,
+               config: QuickstartConfig | None = None) -> QuickstartResult:
+    """Simulate, train, infer one galaxy and validate, writing everything to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Output directory; must be absent or empty unless ``overwrite``.
+    quick : bool
+        Test-sized run (:data:`QUICK`) instead of the defaults (:data:`DEFAULT`).
+    seed : int
+        Seeds the datasets (train: ``seed``, test: ``seed + 1``), training,
+        the observation noise, NUTS and validation.
+    model : {"pca-gp", "vae-gp", "vae-maf"}
+        Emulator kind (trained with exact flux scaling).
+    progress : bool
+        Print each step and show progress bars (stderr); the final summary
+        goes to stdout either way.
+    overwrite : bool
+        Write into a non-empty ``out_dir`` (files of the same names are replaced).
+    config : QuickstartConfig, optional
+        Explicit sizes (overrides ``quick``).
+
+    Returns
+    -------
+    QuickstartResult
+    """
+    import warnings
+
+    from . import training
+    from .data import draw_analytic, simulate_analytic
+    from .emulator import MODEL_KINDS
+    from .errors import ConvergenceWarning
+    from .inference import infer
+    from .params import analytic_space
+    from .plots.corner import corner_plot
+    from .validation.run import validate
+
+    if model not in MODEL_KINDS:
+        raise BayesemuInputError(f"unknown model {model!r} (choose from {', '.join(MODEL_KINDS)})")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BayesemuInputError(f"seed must be an integer >= 0, got {seed!r}")
+    cfg = config or (QUICK if quick else DEFAULT)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BayesemuInputError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise BayesemuInputError(f"{out} exists and is not empty; pass --overwrite to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"train": out / "data" / "train.zarr", "test": out / "data" / "test.zarr",
+             "model": out / "model", "obs": out / "observation.fits",
+             "posterior": out / "posterior.nc", "corner": out / "corner.png"}
+    times: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def say(text):
+        if progress:
+            print(f"[quickstart] {text}", file=sys.stderr, flush=True)
+
+    def step(i, name, text):
+        say(f"{i}/5 {text} ...")
+        return time.perf_counter()
+
+    def done(name, t0, text=""):
+        times[name] = round(time.perf_counter() - t0, 2)
+        say(f"    {name} done in {times[name]:.1f} s{': ' + text if text else ''}")
+
+    space = analytic_space()
+    t0 = step(1, "simulate", f"simulating {cfg.n_train} training + {cfg.n_test} test analytic "
+                             f"galaxies ({cfg.stamp}x{cfg.stamp} stamps, GalSim)")
+    train = simulate_analytic(cfg.n_train, seed, stamp=cfg.stamp, noise_sigma=cfg.noise_sigma,
+                              out=paths["train"], overwrite=overwrite, progress=progress)
+    test = simulate_analytic(cfg.n_test, seed + 1, stamp=cfg.stamp, noise_sigma=cfg.noise_sigma,
+                             out=paths["test"], overwrite=overwrite, progress=progress)
+    done("simulate", t0, f"{paths['train']}, {paths['test']}")
+
+    t0 = step(2, "train", f"training {model} (flux physics) on {len(train)} images")
+    emu = training.train(train, model, physics="flux", seed=seed, progress=progress,
+                         gp_options={"steps": cfg.gp_steps},
+                         epochs=20 if quick else 200)
+    emu.save(paths["model"])
+    done("train", t0, f"latent dim {emu.latent_dim} -> {paths['model']}")
+
+    t0 = step(3, "observe", "drawing one GalSim galaxy at a known θ plus noise")
+    truth = dict(TRUE_THETA)
+    theta = np.array([truth[n] for n in space.names])
+    image = draw_analytic(theta, stamp=cfg.stamp, pixel_scale=train.pixel_scale, space=space)
+    image = image + np.float32(cfg.noise_sigma) * np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(7,))).standard_normal(image.shape,
+                                                                      dtype=np.float32)
+    _write_fits(paths["obs"], image, {"PIXSCALE": train.pixel_scale, "NOISESIG": cfg.noise_sigma,
+                                      **{f"TRUE{i}": float(v) for i, v in enumerate(theta)}})
+    done("observe", t0, f"{paths['obs']} ({', '.join(f'{k}={v:g}' for k, v in truth.items())})")
+
+    t0 = step(4, "infer", f"NUTS posterior of the observed galaxy (numpyro, {cfg.num_chains} "
+                          f"chains x {cfg.num_warmup}+{cfg.num_samples})")
+    with warnings.catch_warnings():
+        if quick:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        idata = infer(emu, image, cfg.noise_sigma, backend="numpyro", num_chains=cfg.num_chains,
+                      num_warmup=cfg.num_warmup, num_samples=cfg.num_samples, seed=seed)
+    tmp = paths["posterior"].with_name(f".{paths['posterior'].name}.tmp")
+    idata.to_netcdf(str(tmp))
+    tmp.replace(paths["posterior"])
+    corner_plot(idata, paths["corner"], truths=truth, title=f"{emu.kind}: one GalSim galaxy")
+    done("infer", t0, f"{paths['posterior']}, {paths['corner']}")
+    corner_item = (paths["corner"], "Posterior of one GalSim galaxy (corner plot)",
+                   _posterior_reading(idata, truth, space.names, cfg.noise_sigma,
+                                      times["infer"]))
+
+    t0 = step(5, "validate", f"validating against {len(test)} test images and "
+                             f"{cfg.n_sbc} SBC replicates")
+    metrics = validate(emu, test, out, train_dataset=train, quick=cfg.quick_validate,
+                       n_sbc=cfg.n_sbc, noise_sigma=cfg.noise_sigma, seed=seed,
+                       n_compare=cfg.n_compare, umap=cfg.umap, sbc_settings=cfg.sbc,
+                       extra_figures=[corner_item],
+                       progress=progress)
+    done("validate", t0, f"{out / 'report.md'}")
+    times["total"] = round(time.perf_counter() - t_all, 2)
+
+    result = QuickstartResult(
+        out_dir=out, report=out / "report.md", metrics_json=out / "metrics.json",
+        posterior=paths["posterior"], corner=paths["corner"], observation=paths["obs"],
+        model_dir=paths["model"], train_data=paths["train"], test_data=paths["test"],
+        metrics=metrics, step_seconds=times)
+    _print_summary(result)
+    return result
+
+
+def _print_summary(r: QuickstartResult) -> None:
+    m = r.metrics
+    lines = [f"bayesemu quickstart finished in {r.step_seconds['total']:.0f} s "
+             f"({', '.join(f'{k} {v:.0f} s' for k, v in r.step_seconds.items() if k != 'total')}).",
+             f"  model           {m['model']}: median MSE/σ² {m['mse_over_noise_var']['median']:.3g}, "
+             f"median R² {m['r2']['median']:.4f}, shear m1 {m['shear']['m1']:.2e} ± "
+             f"{m['shear']['m1_err']:.1e}, m2 {m['shear']['m2']:.2e} ± {m['shear']['m2_err']:.1e}"]
+    sbc = m.get("sbc", {})
+    if sbc.get("n_replicates"):
+        ks = sbc["ks_pvalue"]
+        lines.append(f"  SBC             {sbc['n_replicates']} replicates, KS p: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in ks.items() if v is not None))
+    lines += [
+        f"  report          {r.report}",
+        f"  metrics         {r.metrics_json}",
+        f"  posterior       {r.posterior} (ArviZ NetCDF), corner plot {r.corner}",
+        f"  observation     {r.observation}",
+        f"  model           {r.model_dir}",
+        f"  data            {r.train_data}, {r.test_data}",
+        f"Next: bayesemu infer {r.model_dir} --image {r.observation} --noise-sigma "
+        f"{m.get('noise_sigma', 30):g} --out post.nc",
+    ]
+    print("\n".join(lines), file=sys.stdout, flush=True)

@@ -1,0 +1,296 @@
+"""Simulation-based calibration against the true (GalSim) simulator.
+
+The loop of :func:`run_sbc`, for ``R`` replicates (Talts et al. 2018,
+arXiv:1804.06788; DESIGN.md "metrics.json")::
+
+    θ*_r ~ prior                      uniform on the emulator's parameter box, |g| < 1
+    x_r  = GalSim(θ*_r) + ε_r         ε_r ~ Normal(0, σ² I), the TRUE simulator
+    θ_r,s ~ p_emulator(θ | x_r)       NUTS (blackjax, vmapped over replicates)
+    draws_r = thin(θ_r,s) to L draws  ESS ≈ L (validation.calibration.thin_replicates)
+
+The prior is exactly the inference prior (:func:`bayesemu.inference.default_priors`
+plus the ``|g| < 1`` factor of :func:`bayesemu.inference.galaxy_model`), so
+calibrated posteriors give uniform ranks. All randomness comes from ``seed``:
+θ* and the noise from NumPy generators spawned from it, NUTS from JAX keys.
+
+:func:`calibration_summary` turns a run into ranks, the SBC uniformity tests,
+the coverage of central intervals and TARP, i.e. the ``"sbc"``,
+``"coverage"`` and ``"tarp"`` entries of ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import BayesemuInputError
+from ..params import ParameterSpace
+from .calibration import (DEFAULT_LEVELS, coverage, coverage_band, ecdf_difference,
+                          rank_histogram, sbc_metrics, sbc_ranks, tarp_coverage, thin_replicates)
+
+__all__ = ["SBCSettings", "SBCRun", "CalibrationSummary", "QUICK_SBC", "FULL_SBC",
+           "prior_draws", "simulate_observations", "posterior_chains", "run_sbc",
+           "calibration_summary"]
+
+
+class SBCSettings(NamedTuple):
+    """Sizes of an SBC run.
+
+    Attributes
+    ----------
+    n_replicates : int
+        R, number of (θ*, observation, posterior) replicates.
+    n_draws : int
+        L, thinned posterior draws per replicate (ranks lie in ``0..L``).
+    num_chains, num_warmup, num_samples : int
+        NUTS chains per replicate, warm-up steps and kept draws per chain.
+    batch_size : int
+        Replicates sampled together in one vmapped NUTS call.
+    max_tree_depth : int
+        NUTS tree-depth cap (at most ``2**depth - 1`` leapfrog steps per draw;
+        the chain stays exact, only its efficiency changes). In a vmapped
+        batch every replicate waits for the deepest tree, so a cap bounds the
+        cost of the few replicates with awkward posteriors.
+    """
+
+    n_replicates: int = 200
+    n_draws: int = 100
+    num_chains: int = 2
+    num_warmup: int = 300
+    num_samples: int = 250
+    batch_size: int = 50
+    max_tree_depth: int = 8
+
+
+#: Test-sized runs (``validate(..., quick=True)``).
+QUICK_SBC = SBCSettings(n_replicates=16, n_draws=15, num_chains=1, num_warmup=100,
+                        num_samples=60, batch_size=16, max_tree_depth=5)
+#: The default of a full validation.
+FULL_SBC = SBCSettings()
+
+
+class SBCRun(NamedTuple):
+    """Raw output of :func:`run_sbc`.
+
+    Attributes
+    ----------
+    theta_true : ndarray [R, P]
+        True parameters, physical units (``space.names`` order).
+    images : ndarray float32 [R, H, W]
+        Noisy observations, counts/pixel.
+    chains : ndarray [R, C, D, P]
+        Posterior chains (post warm-up), physical units.
+    draws : ndarray [R, L, P]
+        Thinned draws.
+    sufficient : ndarray of bool [R]
+        Replicates whose chains held at least ``L`` effective draws.
+    n_divergent : ndarray of int [R]
+        Divergent transitions per replicate.
+    settings : SBCSettings
+    noise_sigma : float
+        Pixel noise, counts/pixel.
+    names : tuple of str
+    time_s : float
+        Wall time of simulation and sampling, seconds.
+    """
+
+    theta_true: np.ndarray
+    images: np.ndarray
+    chains: np.ndarray
+    draws: np.ndarray
+    sufficient: np.ndarray
+    n_divergent: np.ndarray
+    settings: SBCSettings
+    noise_sigma: float
+    names: tuple
+    time_s: float
+
+
+class CalibrationSummary(NamedTuple):
+    """Everything computed from an :class:`SBCRun` (for metrics, figures and readings).
+
+    ``sbc`` is the ``metrics.json`` ``"sbc"`` entry (plus settings),
+    ``coverage`` is ``{param: [fraction per level]}``, ``tarp`` a
+    :class:`~bayesemu.validation.calibration.TarpResult`, ``histogram`` a
+    ``RankHistogram``, ``ecdf`` an ``ECDFDifference``, ``band`` the binomial
+    coverage band ``(lower, upper)``.
+    """
+
+    ranks: np.ndarray
+    n_ranks: int
+    sbc: dict
+    levels: tuple
+    coverage: dict
+    band: tuple
+    tarp: Any
+    histogram: Any
+    ecdf: Any
+
+
+def _rng(seed, *spawn):
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(spawn)))
+
+
+def prior_draws(space: ParameterSpace, n: int, seed: int) -> np.ndarray:
+    """``n`` draws of the inference prior: uniform on the box of ``space``, |g| < 1.
+
+    Parameters
+    ----------
+    space : ParameterSpace
+    n : int
+    seed : int
+
+    Returns
+    -------
+    ndarray float64 [n, P], physical units.
+    """
+    rng = _rng(seed, 0)
+    lows, highs = np.asarray(space.lows, float), np.asarray(space.highs, float)
+    has_g = "g1" in space.names and "g2" in space.names
+    out = np.empty((0, space.dim))
+    for _ in range(1000):
+        cand = lows + rng.random((max(n, 16), space.dim)) * (highs - lows)
+        if has_g:
+            g2 = cand[:, space.index("g1")] ** 2 + cand[:, space.index("g2")] ** 2
+            cand = cand[g2 < 1.0]
+        out = np.concatenate([out, cand])
+        if len(out) >= n:
+            return out[:n]
+    raise BayesemuInputError(f"the prior box of {list(space.names)} has (almost) no mass at |g| < 1")
+
+
+def simulate_observations(theta, *, space: ParameterSpace, stamp: int, pixel_scale: float,
+                          noise_sigma: float, seed: int) -> np.ndarray:
+    """GalSim images of ``theta [R, P]`` plus Gaussian noise (the true simulator).
+
+    Returns
+    -------
+    ndarray float32 [R, stamp, stamp], counts/pixel. The noise of row ``r``
+    depends only on ``seed`` and ``r``.
+    """
+    from ..data import draw_analytic_batch
+
+    images = draw_analytic_batch(theta, stamp=stamp, pixel_scale=pixel_scale, space=space)
+    for r in range(images.shape[0]):
+        images[r] += np.float32(noise_sigma) * _rng(seed, 1, r).standard_normal(
+            images.shape[1:], dtype=np.float32)
+    return images
+
+
+def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_warmup: int,
+                     num_samples: int, seed: int, batch_size: int, max_tree_depth: int = 10,
+                     progress: bool = False, desc: str = "posteriors") -> tuple[np.ndarray, np.ndarray]:
+    """NUTS posteriors of many images with :func:`bayesemu.inference.infer_batch`.
+
+    Images are sampled ``batch_size`` at a time (the last batch padded by
+    repeating images, so every call has the same shape).
+
+    Returns
+    -------
+    chains : ndarray [G, C, D, P], physical units, ``model.space.names`` order.
+    n_divergent : ndarray of int [G]
+    """
+    from tqdm.auto import tqdm
+
+    from ..inference import infer_batch
+
+    images = np.asarray(images, np.float32)
+    n = images.shape[0]
+    batch_size = max(1, min(int(batch_size), n))
+    names = list(model.space.names)
+    chains, divs = [], []
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for b, lo in enumerate(range(0, n, batch_size)):
+            chunk = images[lo:lo + batch_size]
+            m = chunk.shape[0]
+            if m < batch_size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
+            idata = infer_batch(model, chunk, noise_sigma, num_chains=num_chains,
+                                num_warmup=num_warmup, num_samples=num_samples,
+                                max_tree_depth=max_tree_depth, seed=int(seed) * 100003 + b)
+            post = idata.posterior
+            # (chain, draw, galaxy) -> (galaxy, chain, draw, param)
+            arr = np.stack([np.moveaxis(np.asarray(post[k].values), 2, 0) for k in names], -1)
+            chains.append(arr[:m])
+            div = np.asarray(idata.sample_stats["diverging"].values)  # (chain, draw, galaxy)
+            divs.append(div.sum(axis=(0, 1))[:m])
+            bar.update(m)
+    return np.concatenate(chains), np.concatenate(divs).astype(np.int64)
+
+
+def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, seed: int = 0,
+            stamp: int | None = None, pixel_scale: float | None = None,
+            progress: bool = True) -> SBCRun:
+    """Simulation-based calibration of ``emulator`` against the analytic GalSim simulator.
+
+    Parameters
+    ----------
+    emulator : Emulator
+        Trained on analytic (GalSim) images; its space must be the analytic
+        parameters (flux, scale_radius, g1, g2, psf_fwhm).
+    noise_sigma : float
+        Gaussian pixel noise of the observations and of the likelihood,
+        counts/pixel.
+    settings : SBCSettings
+    seed : int
+    stamp, pixel_scale : optional
+        Default: the emulator's image side and pixel scale.
+    progress : bool
+        Progress bar over replicates.
+
+    Returns
+    -------
+    SBCRun
+    """
+    s = SBCSettings(*settings)
+    if s.n_replicates < 2 or s.n_draws < 1:
+        raise BayesemuInputError(f"SBC needs >= 2 replicates and >= 1 draw, got {s.n_replicates}, "
+                                 f"{s.n_draws}")
+    if s.n_draws > s.num_chains * s.num_samples:
+        raise BayesemuInputError(f"SBC: {s.n_draws} thinned draws need at least as many MCMC "
+                                 f"draws, got {s.num_chains} x {s.num_samples}")
+    space = emulator.space
+    stamp = int(stamp or emulator.image_shape[0])
+    pixel_scale = float(pixel_scale or emulator.pixel_scale)
+    t0 = time.perf_counter()
+    theta = prior_draws(space, s.n_replicates, seed)
+    images = simulate_observations(theta, space=space, stamp=stamp, pixel_scale=pixel_scale,
+                                   noise_sigma=noise_sigma, seed=seed)
+    chains, ndiv = posterior_chains(emulator, images, noise_sigma, num_chains=s.num_chains,
+                                    num_warmup=s.num_warmup, num_samples=s.num_samples,
+                                    seed=seed, batch_size=s.batch_size,
+                                    max_tree_depth=s.max_tree_depth, progress=progress,
+                                    desc="SBC posteriors")
+    draws, sufficient = thin_replicates(chains, s.n_draws)
+    return SBCRun(theta_true=theta, images=images, chains=chains, draws=draws,
+                  sufficient=sufficient, n_divergent=ndiv, settings=s,
+                  noise_sigma=float(noise_sigma), names=tuple(space.names),
+                  time_s=time.perf_counter() - t0)
+
+
+def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
+                        levels: Sequence[float] = DEFAULT_LEVELS) -> CalibrationSummary:
+    """Ranks, uniformity tests, coverage and TARP of an SBC run."""
+    names = list(run.names)
+    rng = _rng(seed, 2)
+    ranks = sbc_ranks(run.theta_true, run.draws, rng)
+    n_ranks = int(run.draws.shape[1]) + 1
+    sbc = sbc_metrics(ranks, n_ranks, names)
+    s = run.settings
+    sbc.update(n_draws=int(s.n_draws), num_chains=int(s.num_chains),
+               num_warmup=int(s.num_warmup), num_samples=int(s.num_samples),
+               max_tree_depth=int(s.max_tree_depth), noise_sigma=float(run.noise_sigma),
+               fraction_ess_sufficient=float(np.mean(run.sufficient)),
+               divergent_fraction=float(np.sum(run.n_divergent)
+                                        / (run.chains.shape[0] * s.num_chains * s.num_samples)),
+               time_s=float(run.time_s))
+    cov = coverage(run.theta_true, run.draws, levels, names)
+    band = coverage_band(levels, run.theta_true.shape[0])
+    bounds = np.stack([np.asarray(space.lows, float), np.asarray(space.highs, float)], axis=1)
+    tarp = tarp_coverage(run.draws, run.theta_true, rng, bounds=bounds)
+    hist = rank_histogram(ranks, n_ranks)
+    ecdf = ecdf_difference(ranks, n_ranks, rng)
+    return CalibrationSummary(ranks=ranks, n_ranks=n_ranks, sbc=sbc, levels=tuple(levels),
+                              coverage=cov, band=band, tarp=tarp, histogram=hist, ecdf=ecdf)

@@ -1,0 +1,58 @@
+"""``bayesemu quickstart``: the whole pipeline (simulate, train, infer, validate)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bayesemu.cli import main
+
+
+def test_quickstart_refuses_nonempty_directory(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exc:
+        main(["quickstart", "--out", str(tmp_path), "--quick"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_quickstart_rejects_bad_arguments(tmp_path):
+    from bayesemu.errors import BayesemuInputError
+    from bayesemu.quickstart import quickstart
+
+    with pytest.raises(BayesemuInputError, match="unknown model"):
+        quickstart(tmp_path / "a", model="pca-maf")
+    with pytest.raises(BayesemuInputError, match="seed"):
+        quickstart(tmp_path / "b", seed=-1)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_quickstart_quick_runs_the_whole_pipeline(tmp_path, capsys):
+    import arviz as az
+
+    from bayesemu.quickstart import QUICK, TRUE_THETA
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--quick", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("report.md", "metrics.json", "posterior.nc", "corner.png", "observation.fits"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+        assert str(out / name) in printed, name  # the summary says where everything is
+    assert (out / "model" / "manifest.json").is_file()
+    report = (out / "report.md").read_text()
+    assert "](corner.png)" in report
+    for png in out.glob("*.png"):
+        assert f"]({png.name})" in report, png.name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_test"] == QUICK.n_test and m["sbc"]["n_replicates"] == QUICK.n_sbc
+    assert 0.9 < m["r2"]["median"] <= 1
+    idata = az.from_netcdf(out / "posterior.nc")
+    post = idata.posterior
+    assert post.sizes["chain"] == QUICK.num_chains and post.sizes["draw"] == QUICK.num_samples
+    # the posterior of the observed galaxy contains its true flux and shear (5 sigma)
+    for name in ("flux", "g1", "g2"):
+        v = np.asarray(post[name]).ravel()
+        assert abs(v.mean() - TRUE_THETA[name]) < 5 * v.std() + 1e-3 * abs(TRUE_THETA[name]), name

@@ -1,0 +1,192 @@
+"""``bayesemu validate``: the orchestration of pixel, shear, SBC and latent validation.
+
+The end-to-end runs train a tiny PCA-GP (32x32 stamps, 128 images) and are
+marked slow; the fast tests check the pieces that need no trained model.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from bayesemu import analytic_space
+from bayesemu.cli import main
+from bayesemu.errors import BayesemuInputError
+from bayesemu.validation.run import FIGURES, is_analytic
+from bayesemu.validation.sbc_run import (QUICK_SBC, SBCRun, calibration_summary, prior_draws,
+                                         simulate_observations)
+
+SPACE = analytic_space(scale_radius=(0.2, 0.5), g1=(-0.3, 0.3), g2=(-0.3, 0.3))
+
+
+# ------------------------------------------------------------------ fast tests
+def test_prior_draws_cover_the_box_and_respect_reduced_shear():
+    space = analytic_space(g1=(-0.7, 0.7), g2=(-0.7, 0.7))
+    theta = prior_draws(space, 4000, seed=3)
+    assert theta.shape == (4000, 5)
+    assert np.all(theta >= space.lows) and np.all(theta <= space.highs)
+    assert np.all(np.hypot(theta[:, 2], theta[:, 3]) < 1)
+    # uniform: the flux mean sits at the box centre within 4 standard errors
+    lo, hi = space.lows[0], space.highs[0]
+    assert abs(theta[:, 0].mean() - (lo + hi) / 2) < 4 * (hi - lo) / np.sqrt(12 * 4000)
+    np.testing.assert_array_equal(theta, prior_draws(space, 4000, seed=3))
+    assert not np.array_equal(theta, prior_draws(space, 4000, seed=4))
+
+
+def test_observations_are_galsim_plus_seeded_noise():
+    from bayesemu.data import draw_analytic_batch
+
+    theta = prior_draws(SPACE, 6, seed=0)
+    obs = simulate_observations(theta, space=SPACE, stamp=24, pixel_scale=0.2,
+                                noise_sigma=30.0, seed=1)
+    clean = draw_analytic_batch(theta, stamp=24, pixel_scale=0.2, space=SPACE)
+    noise = obs - clean
+    assert abs(noise.std() - 30.0) < 30.0 * 0.05  # 3456 pixels: sd of the sd ~1.2%
+    np.testing.assert_array_equal(obs, simulate_observations(
+        theta, space=SPACE, stamp=24, pixel_scale=0.2, noise_sigma=30.0, seed=1))
+
+
+def test_calibration_summary_of_exact_posteriors_is_calibrated():
+    """Draws from the true posterior of a conjugate toy give uniform ranks and nominal coverage."""
+    rng = np.random.default_rng(0)
+    r, s = 300, 400  # enough draws that sample quantiles are near exact
+    space = analytic_space()
+    mu = rng.normal(size=(r, 5))
+    theta = mu + rng.normal(size=(r, 5))          # theta* ~ posterior given mu
+    draws = mu[:, None, :] + rng.normal(size=(r, s, 5))
+    run = SBCRun(theta_true=theta, images=np.zeros((r, 2, 2), np.float32),
+                 chains=draws[:, None], draws=draws, sufficient=np.ones(r, bool),
+                 n_divergent=np.zeros(r, int), settings=QUICK_SBC._replace(n_draws=s),
+                 noise_sigma=30.0, names=tuple(space.names), time_s=1.0)
+    cal = calibration_summary(run, space, seed=0)
+    assert cal.n_ranks == s + 1 and cal.ranks.shape == (r, 5)
+    assert set(cal.sbc["ks_pvalue"]) == set(space.names)
+    assert min(cal.sbc["ks_pvalue"].values()) > 1e-3
+    for name, frac in cal.coverage.items():
+        # binomial sd at 300 replicates is <= 0.029
+        assert np.all(np.abs(np.array(frac) - np.array(cal.levels)) < 0.1), (name, frac)
+
+
+def test_is_analytic_needs_analytic_generator():
+    class DS:
+        attrs = {"generator": "cosmos"}
+
+    class Emu:
+        space = analytic_space()
+        image_shape = (32, 32)
+
+    ok, why = is_analytic(DS(), Emu())
+    assert not ok and "cosmos" in why
+    DS.attrs = {"generator": "analytic"}
+    assert is_analytic(DS(), Emu())[0]
+
+
+def test_cli_refuses_nonempty_output_and_bad_sbc(tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(tmp_path / "model"), "--data", str(tmp_path / "t.zarr"),
+              "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(tmp_path / "model"), "--data", str(tmp_path / "t.zarr"),
+              "--out", str(tmp_path / "new"), "--sbc", "1"])
+    assert exc.value.code == 2
+    assert "--sbc" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # missing model: one line, exit 2
+        main(["validate", str(tmp_path / "model"), "--data", str(tmp_path / "t.zarr"),
+              "--out", str(tmp_path / "new")])
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import bayesemu
+    from bayesemu.data import simulate_analytic
+
+    root = tmp_path_factory.mktemp("validate")
+    train = simulate_analytic(n=128, seed=1, space=SPACE, stamp=32, progress=False,
+                              out=root / "train.zarr")
+    test = simulate_analytic(n=48, seed=2, space=SPACE, stamp=32, progress=False,
+                             out=root / "test.zarr")
+    emu = bayesemu.train(train, "pca-gp", physics="flux", seed=0, progress=False,
+                         gp_options={"steps": 100})
+    emu.save(root / "model")
+    return root, train, test, emu
+
+
+def _check_report(out, metrics):
+    report = (out / "report.md").read_text()
+    figures = sorted(p.name for p in out.glob("*.png"))
+    assert figures, "no figures written"
+    for name in figures:
+        assert (out / name).stat().st_size > 1000, name
+        assert f"]({name})" in report, f"report.md does not show {name}"
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["model"] == metrics["model"] == "pca-gp"
+    return figures, report
+
+
+@pytest.mark.slow
+def test_validate_quick_end_to_end(tiny, tmp_path):
+    from bayesemu.validation.run import validate
+
+    root, train, test, emu = tiny
+    out = tmp_path / "report"
+    m = validate(emu, test, out, train_dataset=train, quick=True, seed=0, progress=False)
+    for key in ("model", "n_test", "mse", "mse_over_noise_var", "r2", "shear", "sbc",
+                "coverage", "timing", "tarp", "posterior_comparison", "moments"):
+        assert key in m, key
+    assert m["n_test"] == 48
+    assert 0.9 < m["r2"]["median"] <= 1.0
+    assert 0 < m["mse"]["median"] <= m["mse"]["p90"] < np.inf
+    assert m["mse_over_noise_var"]["median"] == pytest.approx(m["mse"]["median"] / 900, rel=1e-6)
+    assert m["train"]["mse"]["median"] > 0
+    sh = m["shear"]
+    assert sh["n"] >= 40
+    for k in ("m1", "m2", "c1", "c2"):
+        assert np.isfinite(sh[k]) and 0 < sh[k + "_err"] < 1, (k, sh)
+        assert abs(sh[k]) < 0.2  # a 99.5%-variance PCA is not wildly biased
+    sbc = m["sbc"]
+    assert sbc["n_replicates"] == QUICK_SBC.n_replicates
+    assert sbc["n_ranks"] == QUICK_SBC.n_draws + 1
+    for name in SPACE.names:
+        assert 0 <= sbc["ks_pvalue"][name] <= 1 and 0 <= sbc["chi2_pvalue"][name] <= 1
+        cov = m["coverage"]["empirical"][name]
+        assert len(cov) == 4 and all(0 <= c <= 1 for c in cov)
+    assert m["coverage"]["levels"] == [0.5, 0.68, 0.9, 0.95]
+    # coverage can only grow with the credibility level (nested central intervals)
+    for name in SPACE.names:
+        assert np.all(np.diff(m["coverage"]["empirical"][name]) >= 0)
+    assert 0 <= m["tarp"]["ks_pvalue"] <= 1
+    pc = m["posterior_comparison"]
+    assert pc["n_images"] >= 1
+    assert all(np.isfinite(v) and v > 0 for v in pc["width_ratio"].values())
+    assert m["timing"]["predict_images_per_s"] > 100
+    assert m["timing"]["train_s"] == emu.metadata["train_s"]
+    figures, report = _check_report(out, m)
+    expected = set(FIGURES.values()) - {"umap.png"}
+    assert expected <= set(figures), expected - set(figures)
+    assert report.count("### ") == len(figures)
+
+
+@pytest.mark.slow
+def test_cli_validate_without_sbc_and_with_noise_override(tiny, tmp_path, capsys):
+    root, *_ = tiny
+    out = tmp_path / "r"
+    code = main(["validate", str(root / "model"), "--data", str(root / "test.zarr"), "--out",
+                 str(out), "--quick", "--sbc", "0", "--noise-sigma", "3", "--no-progress"])
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["noise_sigma"] == 3.0
+    assert m["sbc"]["n_replicates"] == 0 and "coverage" not in m
+    # σ = 3 instead of 30: MSE/σ² grows by exactly 100
+    assert m["mse_over_noise_var"]["median"] == pytest.approx(m["mse"]["median"] / 9, rel=1e-6)
+    figures, report = _check_report(out, m)
+    assert "sbc_ranks.png" not in figures and "SBC skipped" in report
+    assert "validated pca-gp" in capsys.readouterr().out
