@@ -60,6 +60,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -99,7 +102,7 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
     """Atomically save a flat mapping of arrays in safetensors format."""
     from safetensors.numpy import save
 
-    data = {k: np.ascontiguousarray(np.asarray(v)) for k, v in arrays.items()}
+    data = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # keeps 0-d shapes
     atomic_write_bytes(path, save(data))
 
 
