@@ -1,0 +1,124 @@
+"""The benchmark suite: ``benchmarks/run_all.py --quick`` writes a complete, sane JSON.
+
+Runs the script as a subprocess (as a user would) with tiny sizes; checks that
+every key the benchmark issue asks for is present and that times, rates and
+ratios are finite and positive. It does not check speed targets: timings of
+a smoke run on a shared machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EMULATORS = ("pca-gp", "vae-gp", "vae-maf")
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results.json"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--out", str(out),
+         "--cache", str(tmp / "cache")],
+        capture_output=True, text=True, timeout=900, cwd=str(REPO), env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_machine_and_settings_recorded(quick_report):
+    m = quick_report["machine"]
+    assert m["cores"] >= 1 and m["cpu_model"] is not None and m["jax"]
+    assert len(m["load_average"]) == 3
+    assert quick_report["quick"] is True
+    assert quick_report["errors"] == {}
+
+
+@pytest.mark.slow
+def test_throughput_complete(quick_report):
+    t = quick_report["throughput"]
+    big = str(t["large_batch"])
+    for name in ("galsim", "jax_galsim", *EMULATORS):
+        rates = t[name]["images_per_s"]
+        assert set(rates) == {"1", big}, name
+        assert all(_positive(v) for v in rates.values()), (name, rates)
+        assert t[name]["timing"]["1"]["repeats"] >= 1
+        assert len(t[name]["timing"]["1"]["load_average"]) == 3
+    for ref in ("ratio_vs_galsim", "ratio_vs_jax_galsim"):
+        assert set(t[ref]) == set(EMULATORS)
+        assert all(_positive(v) for v in t[ref].values())
+        # the ratio is exactly the quotient of the reported rates
+        for name, r in t[ref].items():
+            want = t[name]["images_per_s"][big] / t[ref[9:]]["images_per_s"][big]
+            assert r == pytest.approx(want, rel=1e-12)
+    # JAX-GalSim draws the same galaxies as GalSim: far below the noise (sigma = 30)
+    assert t["jax_galsim"]["rms_error_over_sigma"] < 0.1
+
+
+@pytest.mark.slow
+def test_gradient_complete(quick_report):
+    g = quick_report["gradient"]
+    for name in ("jax_galsim", *EMULATORS):
+        assert _positive(g[name]["per_s"]), name
+        assert g[name]["grad_finite"] is True
+        assert math.isfinite(g[name]["value"])
+    assert all(_positive(v) for v in g["ratio_vs_jax_galsim"].values())
+
+
+@pytest.mark.slow
+def test_inference_complete(quick_report):
+    inf = quick_report["inference"]
+    keys = ["jax_galsim_nuts", "galsim_emcee"] + [f"{e}/{b}" for e in EMULATORS
+                                                  for b in ("numpyro", "blackjax")]
+    for k in keys:
+        e = inf[k]
+        assert _positive(e["min_ess_per_s"]), (k, e["min_ess_per_s"])
+        assert e["sampling_s"] <= e["wall_s"] + 1e-9
+        assert set(e["mean"]) == {"flux", "scale_radius", "g1", "g2", "psf_fwhm"}
+        if k != "jax_galsim_nuts":
+            shift = e["mean_shift_sigma"]["max"]
+            assert math.isfinite(shift) and shift >= 0
+    assert set(inf["ratio_vs_jax_galsim_nuts"]) == set(keys[2:])
+    assert all(_positive(v) for v in inf["ratio_vs_galsim_emcee"].values())
+    b = inf["batch"]
+    assert b["galaxies"] >= 2 and _positive(b["galaxies_per_s"])
+
+
+@pytest.mark.slow
+def test_scaling_complete(quick_report):
+    sc = quick_report["scaling"]
+    for method in ("exact", "sparse"):
+        rows = sc["gp"][method]
+        assert rows and all(r["ok"] for r in rows), rows
+        for r in rows:
+            assert _positive(r["fit_s"]) and _positive(r["peak_rss_mib"])
+            # a smooth function of 4 inputs: both GPs predict held-out points well
+            assert r["rmse_over_latent_sd"] < 0.5
+    assert all(_positive(r["seconds_per_epoch"]) for r in sc["vae"])
+    for name in EMULATORS:
+        rows = sc["predict"][name]
+        assert [r["batch"] for r in rows] == sorted(r["batch"] for r in rows)
+        assert all(_positive(r["seconds"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_flops_fraction(quick_report):
+    frac = quick_report["decoder_flops_fraction"]
+    assert set(EMULATORS) <= set(frac)
+    # achieved FLOP/s of a decoder cannot exceed the machine's matmul peak by much
+    assert all(_positive(v) and v < 3.0 for v in frac.values()), frac
+    for name, d in quick_report["flops"]["decoders"].items():
+        assert _positive(d["flops_per_call"]), name
