@@ -34,6 +34,7 @@ _LAZY = {
     "load": ("emulator", "load"),
     "train": ("training", "train"),
     "infer": ("inference", "infer"),
+    "infer_batch": ("inference", "infer_batch"),
     "simulate_analytic": ("data", "simulate_analytic"),
     "load_dataset": ("data", "load_dataset"),
     "Dataset": ("data", "Dataset"),
