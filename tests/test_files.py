@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reliability_toys import THETA, TINY_VAE, toy_dataset, train_tiny
+from reliability_toys import THETA, TINY_GP, TINY_MAF, TINY_VAE, toy_dataset, train_tiny
 
 import bayesemu
 from bayesemu.cli import main
@@ -117,9 +117,8 @@ def test_vae_models_and_checkpoints_hold_no_pickle(ds, tmp_path, no_unpickling):
         from bayesemu.generators import VAEConfig
 
         emu = training.train(ds, kind, seed=0, progress=False, epochs=1, patience=None,
-                             vae_config=VAEConfig.from_dict(TINY_VAE), gp_options={"steps": 5},
-                             maf_options={"flow_layers": 1, "nn_width": 8, "nn_depth": 1,
-                                          "max_epochs": 2},
+                             vae_config=VAEConfig.from_dict(TINY_VAE), gp_options=TINY_GP,
+                             maf_options=TINY_MAF,
                              checkpoint_dir=tmp_path / kind / "checkpoints", checkpoint_every=1)
         emu.save(tmp_path / kind)
         kinds = assert_no_pickle(tmp_path / kind)
