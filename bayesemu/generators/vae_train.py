@@ -352,14 +352,23 @@ def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 1
                 raise BayesemuInputError(
                     f"fit_vae: checkpoint {ckdir} was written for another {name} "
                     f"({man.get(name)!r} != {value!r}); cannot resume")
-        arr = load_arrays(ckdir / man["file"])
+        fname = man.get("file")
+        if not isinstance(fname, str) or fname not in man.get("checksums", {}):
+            raise FileFormatError(f"{ckdir / 'manifest.json'}: checkpoint file {fname!r} is not "
+                                  "listed with a checksum")
+        arr = load_arrays(ckdir / fname)
         svi_state = _unflatten_leaves(arr, "svi", svi_state, ckdir)
         best_params = _unflatten_leaves(arr, "best", best_params, ckdir)
-        epoch, batch_in_epoch, global_step = man["epoch"], man["batch_in_epoch"], man["global_step"]
-        best_epoch, bad_epochs, stopped = man["best_epoch"], man["bad_epochs"], man["stopped_early"]
-        loss_sum, best_val, initial_val = (float(v) for v in arr["scalars"])
-        hist_train, hist_val, hist_sec = (list(arr[f"history/{k}"])
-                                          for k in ("train", "val", "sec"))
+        try:
+            epoch, batch_in_epoch = int(man["epoch"]), int(man["batch_in_epoch"])
+            global_step, best_epoch = int(man["global_step"]), int(man["best_epoch"])
+            bad_epochs, stopped = int(man["bad_epochs"]), bool(man["stopped_early"])
+            loss_sum, best_val, initial_val = (float(v) for v in arr["scalars"])
+            hist_train, hist_val, hist_sec = (list(arr[f"history/{k}"])
+                                              for k in ("train", "val", "sec"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FileFormatError(f"{ckdir / 'manifest.json'}: incomplete checkpoint "
+                                  f"({exc!r})") from None
 
     def checkpoint():
         if ckdir is None:
