@@ -232,8 +232,33 @@ class Settings:
         return asdict(self)
 
 
+#: Field overrides applied by :func:`settings` (``run_all.py --set FIELD=VALUE``).
+OVERRIDES: dict = {}
+
+
+def parse_overrides(items) -> dict:
+    """``["n_train=1024", ...]`` -> ``{"n_train": 1024}`` typed like the Settings fields."""
+    from dataclasses import fields
+
+    types = {f.name: f.type for f in fields(Settings)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in types or key == "quick":
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(k for k in types if k != 'quick')}")
+        out[key] = int(value)
+    return out
+
+
 def settings(quick: bool) -> Settings:
     """The sizes of a ``--quick`` smoke run (seconds) or of the full run (minutes)."""
+    from dataclasses import replace
+
+    return replace(_base_settings(quick), **OVERRIDES)
+
+
+def _base_settings(quick: bool) -> Settings:
     if not quick:
         return Settings(quick=False)
     return Settings(quick=True, n_train=128, vae_epochs=2, vae_patience=2, gp_steps=8,
@@ -311,12 +336,14 @@ def benchmark_emulators(s: Settings, cache: str | os.PathLike | None = None,
     """The benchmark's emulators, trained on one analytic dataset or loaded from ``cache``.
 
     Returns ``{name: Emulator}``. With ``cache``, models live in
-    ``cache/emulators-{quick|full}/{name}`` and are trained only when absent.
+    ``cache/emulators-{sizes}/{name}`` and are trained only when absent.
     Training times are in each emulator's ``metadata["train_s"]``.
     """
     import bayesemu
 
-    root = Path(cache) / f"emulators-{'quick' if s.quick else 'full'}" if cache else None
+    tag = (f"{'quick' if s.quick else 'full'}-n{s.n_train}-s{s.stamp}-e{s.vae_epochs}"
+           f"-g{s.gp_steps}x{s.gp_n_hyper}-m{s.maf_epochs}")
+    root = Path(cache) / f"emulators-{tag}" if cache else None
     out, ds = {}, None
     for name in names:
         path = root / name if root else None

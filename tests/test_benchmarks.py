@@ -25,6 +25,61 @@ def _positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
+def _bench_module(name):
+    import importlib
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_time_call_reports_median_of_repeats():
+    import time
+
+    common = _bench_module("common")
+    calls = []
+    t = common.time_call(lambda: (calls.append(1), time.sleep(0.01)), warmup=2, repeats=5)
+    assert len(calls) == 2 + t["repeats"] and t["repeats"] >= 5
+    assert 0.009 <= t["min_s"] <= t["median_s"] <= t["max_s"]
+    assert t["median_s"] < 0.5
+    assert t["first_call_s"] >= 0.009
+
+
+def test_child_process_peak_memory_and_failures():
+    common = _bench_module("common")
+    ok = common.run_python_child(
+        "import numpy as np\na = np.ones(300 * 2**20 // 8)\n_emit({'sum': float(a.sum())})\n",
+        timeout=120)
+    assert ok["ok"] and ok["sum"] == 300 * 2**20 // 8
+    assert ok["peak_rss_mib"] > 300          # the 300 MiB array was resident
+    bad = common.run_python_child("raise SystemExit(3)\n", timeout=60)
+    assert bad["ok"] is False and "exit 3" in bad["error"]
+
+
+def test_mean_shift_in_reference_sigmas():
+    suite = _bench_module("inference_suite")
+    ref = {"mean": {"a": 1.0, "b": 0.0}, "sd": {"a": 0.5, "b": 2.0}}
+    got = suite.mean_shift({"mean": {"a": 2.0, "b": 1.0}, "sd": {"a": 1.0, "b": 1.0}}, ref)
+    assert got["per_parameter"] == {"a": 2.0, "b": 0.5} and got["max"] == 2.0
+
+
+def test_sparse_gp_with_all_points_inducing_equals_exact_gp():
+    """SoR with the inducing set = the training set is the exact GP mean."""
+    import numpy as np
+
+    from bayesemu.conditioners import fit_gp
+
+    scaling = _bench_module("scaling")
+    u, z = scaling.synthetic_latents(48, seed=0)
+    exact = fit_gp(u, z, n_hyper=48, steps=5, seed=0, progress=False)
+    sparse = scaling.fit_sparse_gp(u, z, n_inducing=48, n_hyper=48, steps=5, seed=0)
+    ut = np.random.default_rng(2).random((20, 4))
+    a, b = np.asarray(exact.mean(ut)), np.asarray(sparse.mean(ut))
+    assert np.max(np.abs(a - b)) < 1e-3 * np.std(z)
+
+
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
@@ -122,3 +177,11 @@ def test_flops_fraction(quick_report):
     assert all(_positive(v) and v < 3.0 for v in frac.values()), frac
     for name, d in quick_report["flops"]["decoders"].items():
         assert _positive(d["flops_per_call"]), name
+
+
+@pytest.mark.slow
+def test_markdown_table_renders(quick_report):
+    run_all = _bench_module("run_all")
+    text = run_all.markdown_table(quick_report)
+    for word in ("galsim", "jax_galsim_nuts", "pca-gp/numpyro", "GP fit", "decoder"):
+        assert word in text
