@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress, generator=None):
+def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress, generator=None,
+                   variance_threshold=0.995):
     import jax
 
     import bayesemu
@@ -45,7 +46,8 @@ def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress,
 
     t0 = time.perf_counter()
     emu = bayesemu.train(train_ds, model, physics=physics, seed=seed, epochs=epochs,
-                         progress=progress, generator=generator)
+                         progress=progress, generator=generator,
+                         variance_threshold=variance_threshold)
     train_s = time.perf_counter() - t0
     theta = test_ds.params
     truth = np.asarray(test_ds.images[:])
@@ -64,7 +66,8 @@ def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress,
     px3 = pixel_metrics(truth, pred, noise_sigma=3.0).summary
     sv = shear_validation(truth, pred, test_ds.pixel_scale)
     return emu, {
-        "model": model, "physics": physics, "shared_generator": generator is not None, "n_train": len(train_ds), "n_test": len(test_ds),
+        "model": model, "physics": physics, "shared_generator": generator is not None,
+        "variance_threshold": variance_threshold, "n_train": len(train_ds), "n_test": len(test_ds),
         "latent_dim": emu.latent_dim,
         "mse": px30["mse"], "r2": px30["r2"],
         "mse_over_noise_var_sigma30": px30["mse_over_noise_var"],
@@ -75,7 +78,7 @@ def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress,
 
 def run(quick: bool = False, *, n_train=(512, 4096), n_test: int = 1024,
         models=("pca-gp", "vae-gp", "vae-maf"), physics=("flux", "none"), epochs: int = 200,
-        seed: int = 0, progress: bool = False) -> dict:
+        seed: int = 0, progress: bool = False, variance_threshold: float = 0.995) -> dict:
     from bayesemu.data import simulate_analytic
 
     stamp = 64
@@ -91,7 +94,8 @@ def run(quick: bool = False, *, n_train=(512, 4096), n_test: int = 1024,
                 print(f"[accuracy] {model} physics={ph} n_train={n} ...", file=sys.stderr, flush=True)
                 gen = vaes.get(ph) if model.startswith("vae") else None
                 emu, row = _emulator_rows(train_ds, test_ds, model, ph, epochs=epochs, seed=seed,
-                                          progress=progress, generator=gen)
+                                          progress=progress, generator=gen,
+                                          variance_threshold=variance_threshold)
                 if model.startswith("vae"):
                     vaes[ph] = emu.generator
                 rows.append(row)
@@ -131,10 +135,11 @@ def main(argv=None):
     p.add_argument("--physics", nargs="+", default=["flux", "none"])
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variance-threshold", type=float, default=0.995, help="PCA threshold")
     args = p.parse_args(argv)
     res = run(args.quick, n_train=tuple(args.n_train), n_test=args.n_test,
               models=tuple(args.models), physics=tuple(args.physics), epochs=args.epochs,
-              seed=args.seed)
+              seed=args.seed, variance_threshold=args.variance_threshold)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=float))
