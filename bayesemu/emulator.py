@@ -29,7 +29,6 @@ approximation); sampling z jointly with theta in NUTS is exact instead
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +150,14 @@ class Emulator:
         """
         u, s = self._split(theta)
         return s[..., None, None] * self.generator.decode(self.conditioner.mean(u))
+
+    def latent_mean(self, theta):
+        """Central latent ``[..., L]`` of p(z | theta) (conditioner mean), pure JAX.
+
+        Used to start NUTS chains over (theta, z) at a sensible z.
+        """
+        u, _ = self._split(theta)
+        return self.conditioner.mean(u)
 
     def latent_log_prob(self, z, theta):
         """log p(z | theta), pure JAX."""

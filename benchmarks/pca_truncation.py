@@ -6,10 +6,10 @@ explained-variance thresholds, reconstructs (encode -> decode) a 1024-image LHS 
 
     python benchmarks/pca_truncation.py
 """
-import numpy as np, time
+import numpy as np
 from bayesemu.data import simulate_analytic
 from bayesemu.generators import fit_pca
-from bayesemu.validation import shear_validation, pixel_metrics
+from bayesemu.validation import shear_validation
 tr = simulate_analytic(512, seed=0, progress=False); te = simulate_analytic(1024, seed=1, progress=False)
 fx = lambda d: d.params[:, 0][:, None, None].astype(np.float32)
 Xtr = np.asarray(tr.images[:]) / fx(tr); Xte = np.asarray(te.images[:])

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,21 +31,11 @@ from pathlib import Path
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "usable_cores": usable,
-            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "python": platform.python_version(), "platform": platform.platform()}
+    """Machine record (shared with the other benchmarks, see common.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
+
+    return common.machine_info()
 
 
 def versions() -> dict:

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from ..errors import BayesemuError, BayesemuInputError, FileFormatError
 
@@ -50,7 +51,7 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> "NoReturn":  # type: ignore[name-defined]
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print ``bayesemu: error: <message>`` (one line) and exit."""
     first = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
     print(f"bayesemu: error: {first}", file=sys.stderr)

@@ -23,7 +23,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -122,14 +122,9 @@ def _check_inputs(emulator, test_dataset, noise_sigma):
             f"{emulator.pixel_scale}")
     if len(test_dataset) < 3:
         raise BayesemuInputError(f"need at least 3 test images, got {len(test_dataset)}")
-    sigma = test_dataset.noise_sigma if noise_sigma is None else noise_sigma
-    try:
-        sigma = float(sigma)
-    except (TypeError, ValueError):
-        raise BayesemuInputError(f"noise sigma must be a number, got {sigma!r}") from None
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise BayesemuInputError(f"noise sigma must be finite and > 0 counts/pixel, got {sigma}")
-    return sigma
+    from ..inference.api import check_noise_sigma
+
+    return check_noise_sigma(test_dataset.noise_sigma if noise_sigma is None else noise_sigma)
 
 
 def _predict(emulator, params) -> np.ndarray:
