@@ -46,6 +46,9 @@ class QuickstartConfig(NamedTuple):
     n_compare: int = 1
     umap: bool = True
     gp_steps: int = 100
+    #: GP inducing points of the predictive variance (DTC; fewer = cheaper NUTS steps and a
+    #: more conservative variance). 512 made one-galaxy NUTS take > 15 min with 37 latents.
+    gp_n_var: int = 128
     #: PCA explained-variance threshold. 0.9999 (37 components on the default space) rather
     #: than the report's 0.995 (14), whose truncation makes galaxies rounder (m ~ -0.04):
     #: see benchmarks/pca_truncation.py.
@@ -192,7 +195,7 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
 
     t0 = step(2, "train", f"training {model} (flux physics) on {len(train)} images")
     emu = training.train(train, model, physics="flux", seed=seed, progress=progress,
-                         gp_options={"steps": cfg.gp_steps},
+                         gp_options={"steps": cfg.gp_steps, "n_var": cfg.gp_n_var},
                          variance_threshold=cfg.variance_threshold,
                          epochs=20 if quick else 200)
     emu.save(paths["model"])
