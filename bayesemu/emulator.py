@@ -24,7 +24,9 @@ O(L^2 HW) with the Woodbury identity. For PCA (linear decoder) and a GP
 conditioner this is the exact marginal likelihood over z. For the MAF the
 latent covariance is the flow's Jacobian at the base mode (a Laplace-type
 approximation); sampling z jointly with theta in NUTS is exact instead
-(``bayesemu.infer(..., latent="sample")``).
+(``bayesemu.infer(..., latent="sample")``, non-centred through
+:meth:`Emulator.latent_transform`). For PCA the marginal is evaluated in
+O(L HW) by projecting onto the orthonormal basis (see :meth:`Emulator.log_likelihood`).
 """
 
 from __future__ import annotations
@@ -49,24 +51,15 @@ PHYSICS_MODES = ("none", "flux")
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
-def _generator_class(kind: str):
-    if kind == "pca":
-        from .generators.pca import PCAGenerator
-        return PCAGenerator
-    if kind == "vae":
-        from .generators.vae import VAEGenerator
-        return VAEGenerator
-    raise FileFormatError(f"unknown generator kind {kind!r}")
+def _registry_class(part: str, kind: str):
+    """Generator or conditioner class registered under ``kind`` (loading)."""
+    from .conditioners import CONDITIONERS
+    from .generators import GENERATORS
 
-
-def _conditioner_class(kind: str):
-    if kind == "gp":
-        from .conditioners.gp import GPConditioner
-        return GPConditioner
-    if kind == "maf":
-        from .conditioners.maf import MAFConditioner
-        return MAFConditioner
-    raise FileFormatError(f"unknown conditioner kind {kind!r}")
+    registry = GENERATORS if part == "generator" else CONDITIONERS
+    if kind not in registry:
+        raise FileFormatError(f"unknown {part} kind {kind!r} (known: {sorted(registry)})")
+    return registry[kind]
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,16 +168,30 @@ class Emulator:
         n = resid.size
         return -0.5 * (jnp.sum(resid**2) / noise_sigma**2 + n * (_LOG_2PI + 2 * jnp.log(noise_sigma)))
 
-    def _latent_sqrt_cov(self, u):
-        """(central latent m [L], square root S [L, L] of the latent covariance)."""
-        cond = self.conditioner
-        if hasattr(cond, "mean_and_var"):
-            m, var = cond.mean_and_var(u, include_noise=True)
-            return m, jnp.diag(jnp.sqrt(var))
-        if hasattr(cond, "transform"):  # flow: z = f(eps; u), eps ~ N(0, I)
-            zero = jnp.zeros(self.latent_dim, jnp.float32)
-            return cond.transform(zero, u), jax.jacfwd(lambda e: cond.transform(e, u))(zero)
-        return cond.mean(u), jnp.zeros((self.latent_dim, self.latent_dim), jnp.float32)
+    def latent_transform(self, eps, theta):
+        """``z = T(eps; theta)`` with ``eps ~ Normal(0, I_L)``, pure JAX.
+
+        The conditioner's reparameterisation (GP: mean + sd * eps; MAF: the
+        flow). NUTS over (theta, eps) is the non-centred form of sampling z.
+        """
+        u, _ = self._split(theta)
+        return self.conditioner.transform(eps, u)
+
+    def _linear_parts(self):
+        """``(m [n], Bhat [L, n], c)`` with ``decode(z).ravel() = m + c z @ Bhat`` and
+        orthonormal rows Bhat, or None for a nonlinear (or non-orthonormal) decoder.
+        Computed once, numpy float32."""
+        if "_linear" not in self.__dict__:
+            parts = None
+            lin = self.generator.linear_decoder()
+            if lin is not None:
+                m, B = (np.asarray(a, np.float64) for a in lin)
+                c = float(np.sqrt(np.mean(np.sum(B * B, axis=1))))
+                Bhat = B / c if c > 0 else B
+                if c > 0 and np.allclose(Bhat @ Bhat.T, np.eye(len(B)), atol=1e-4):
+                    parts = (m.astype(np.float32), Bhat.astype(np.float32), c)
+            object.__setattr__(self, "_linear", parts)
+        return self.__dict__["_linear"]
 
     def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True):
         """Gaussian log-likelihood of one image, pure JAX and differentiable.
@@ -199,8 +206,27 @@ class Emulator:
             Pixel noise standard deviation, counts.
         emulator_uncertainty : bool
             If True (default), marginalise the emulator's latent uncertainty
-            (linearised, Woodbury; exact for PCA-GP). If False, plug in the
-            mean image.
+            (exact for PCA-GP; linearised for the VAE and the MAF). If False,
+            plug in the mean image.
+
+        Notes
+        -----
+        With the latent ``z ~= m + S eps`` (:meth:`Conditioner.mean_and_scale`)
+        and image scale ``s``, the image is ``Normal(s decode(m), sigma^2 I + A A^T)``
+        with ``A = s J S`` (J the decoder's Jacobian at m).
+
+        Affine decoder with orthonormal directions (PCA, ``decode(z) = m0 + c z Bhat``):
+        the covariance is ``sigma^2`` outside the L-dimensional span of Bhat and
+        ``sigma^2 I + s^2 c^2 S S^T`` inside it, so with ``a = x - s m0``,
+        ``q = Bhat a - s c m`` and ``a_perp = a - Bhat^T Bhat a``::
+
+            -2 log p = |a_perp|^2 / sigma^2 + q^T C^-1 q + (n - L) log sigma^2 + log|C| + n log 2 pi
+
+        exact, at O(n L) per evaluation (two projections) instead of the
+        general path's O(n L^2) Jacobian.
+
+        Nonlinear decoder (VAE): J by forward-mode autodiff and the Woodbury
+        identity, O(n L^2).
         """
         image = jnp.asarray(image, jnp.float32)
         if (jnp.shape(theta) != (self.space.dim,) or image.shape != self.image_shape
@@ -216,7 +242,21 @@ class Emulator:
         if not emulator_uncertainty:
             r = image - (s * self.generator.decode(self.conditioner.mean(u))).ravel()
             return -0.5 * (r @ r / var + n * (_LOG_2PI + jnp.log(var)))
-        m, S = self._latent_sqrt_cov(u)
+        m, S = self.conditioner.mean_and_scale(u)
+        lin = self._linear_parts()
+        if lin is not None:
+            m0, Bhat, c = lin
+            L = Bhat.shape[0]
+            a = image - s * m0
+            qa = Bhat @ a
+            a_perp = a - qa @ Bhat
+            q = qa - (s * c) * m
+            C = var * jnp.eye(L, dtype=jnp.float32) + (s * c) ** 2 * (S @ S.T)
+            chol = jnp.linalg.cholesky(C)
+            w = jax.scipy.linalg.solve_triangular(chol, q, lower=True)
+            quad = a_perp @ a_perp / var + w @ w
+            logdet = (n - L) * jnp.log(var) + 2 * jnp.sum(jnp.log(jnp.diag(chol)))
+            return -0.5 * (quad + logdet + n * _LOG_2PI)
         decode_flat = lambda z: self.generator.decode(z).ravel()  # noqa: E731
         mu, jac = decode_flat(m), jax.jacfwd(decode_flat)(m)       # [n], [n, L]
         A = s * (jac @ S)                                           # [n, L]
@@ -383,14 +423,14 @@ def load(path) -> Emulator:
         files = man.get("files", {"generator": "generator.safetensors",
                                   "conditioner": "conditioner.safetensors"})
         parts = {}
-        for part, cls_of in (("generator", _generator_class), ("conditioner", _conditioner_class)):
+        for part in ("generator", "conditioner"):
             fname = files[part]
             if fname not in _weight_names(part) or fname not in man.get("checksums", {}):
                 raise FileFormatError(f"{mpath}: {part} weight file {fname!r} is not a checksummed "
                                       f"{_weight_names(part)[0]}")
             fpath = path / fname
             try:
-                parts[part] = cls_of(man[part]["kind"]).from_state(man[part]["config"],
+                parts[part] = _registry_class(part, man[part]["kind"]).from_state(man[part]["config"],
                                                                    load_arrays(fpath))
             except FileFormatError as exc:
                 msg = str(exc)

@@ -85,11 +85,18 @@ def test_inference_data_layout(linear, tmp_path):
     np.testing.assert_array_equal(back.posterior["t1"].values, idata.posterior["t1"].values)
 
 
+class _CentredLatentModel(LinearLatentModel):
+    """The toy without ``latent_transform``: NUTS samples z itself (centred)."""
+
+    latent_transform = None
+
+
 @pytest.mark.slow
-def test_latent_sampling_matches_analytic_marginal():
+@pytest.mark.parametrize("cls", [LinearLatentModel, _CentredLatentModel],
+                         ids=["non-centred", "centred"])
+def test_latent_sampling_matches_analytic_marginal(cls):
     """NUTS over (theta, z) recovers the marginal posterior, wider than the plug-in one."""
-    model = LinearLatentModel(shape=(6, 6), dim=2, latent_dim=3, latent_scale=1.0,
-                              plugin=True, seed=0)
+    model = cls(shape=(6, 6), dim=2, latent_dim=3, latent_scale=1.0, plugin=True, seed=0)
     rng = np.random.default_rng(2)
     image = model.simulate(rng, TRUTH, NOISE)
     mean, cov = model.posterior(image, NOISE, plugin=False)

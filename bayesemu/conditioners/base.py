@@ -45,6 +45,21 @@ class Conditioner(Protocol):
     def sample(self, rng_key, u, n: int) -> Any:
         """``n`` draws of z given ``u [P]``: array ``[n, L]``."""
 
+    def transform(self, eps, u) -> Any:
+        """The reparameterisation ``z = T(eps; u)`` with ``eps ~ Normal(0, I_L)``.
+
+        ``eps [L]``, one ``u [P]``; pure JAX, differentiable. GP:
+        ``mean + sd * eps``; MAF: the flow's bijection. Sampling ``eps`` in
+        NUTS instead of ``z`` (non-centred) is what makes joint (theta, z)
+        sampling work when latent scales differ by orders of magnitude.
+        """
+
+    def mean_and_scale(self, u) -> tuple[Any, Any]:
+        """Central latent ``m [L]`` and a square root ``S [L, L]`` of the latent
+        covariance for one ``u [P]``: ``z ~= m + S eps`` (exact for the GP;
+        the flow linearised at the base mode for the MAF). Used by the
+        emulator's marginal likelihood."""
+
     def distribution(self, u) -> Any:
         """p(z | u) for one ``u [P]`` as a numpyro Distribution with event shape (L,)."""
 

@@ -278,6 +278,16 @@ class GPConditioner(eqx.Module):
         eps = jax.random.normal(rng_key, (n,) + mean.shape, dtype=mean.dtype)
         return mean + jnp.sqrt(var) * eps
 
+    def transform(self, eps, u):
+        """``z = mean(u) + sd(u) * eps`` ``[L]`` for one ``u [P]`` (noise included)."""
+        mean, var = self.mean_and_var(u, include_noise=True)
+        return mean + jnp.sqrt(var) * jnp.asarray(eps, mean.dtype)
+
+    def mean_and_scale(self, u):
+        """(mean ``[L]``, ``diag(sd)`` ``[L, L]``) of z for one ``u [P]``, noise included."""
+        mean, var = self.mean_and_var(u, include_noise=True)
+        return mean, jnp.diag(jnp.sqrt(var))
+
     def distribution(self, u):
         """``numpyro.distributions.Normal(mean, sqrt(var)).to_event(1)`` for
         ``u [..., P]`` (batch shape ``u.shape[:-1]``, event shape ``(L,)``),

@@ -151,6 +151,23 @@ class MAFConditioner(eqx.Module):
         s = jax.vmap(tr)(flat).reshape(c.shape[:-1] + (self.latent_dim,))
         return s * self.z_std + self.z_mean
 
+    def transform(self, eps, u):
+        """``z = T(eps; u)`` ``[L]``: the flow's bijection applied to a base draw
+        ``eps [L]`` for one ``u [P]`` (original units of z). Pure JAX."""
+        c = self._cond(u)
+        eps = jnp.asarray(eps, jnp.float32)
+        if eps.shape != (self.latent_dim,) or c.shape != (self.param_dim,):
+            raise BayesemuInputError(
+                f"MAF transform takes eps [{self.latent_dim}] and one u [{self.param_dim}]; "
+                f"got {eps.shape} and {jnp.shape(u)}")
+        return self.flow.bijection.transform(eps, c) * self.z_std + self.z_mean
+
+    def mean_and_scale(self, u):
+        """(``T(0; u)`` ``[L]``, Jacobian ``dT/deps`` at 0 ``[L, L]``) for one ``u [P]``:
+        the flow linearised at the base mode (a Laplace-type Gaussian)."""
+        zero = jnp.zeros(self.latent_dim, jnp.float32)
+        return self.transform(zero, u), jax.jacfwd(lambda e: self.transform(e, u))(zero)
+
     def log_prob(self, z, u):
         """log p(z | u) ``[...]`` (original units of z; broadcasting over leading
         axes). Pure JAX, differentiable in z and u."""

@@ -35,6 +35,11 @@ class Generator(Protocol):
     def decode(self, z) -> Any:
         """Images ``[..., H, W]`` from latents ``[..., L]`` (pure JAX)."""
 
+    def linear_decoder(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(m [H*W], B [L, H*W])`` with ``decode(z).ravel() == m + z @ B`` when the
+        decoder is affine (PCA), else None. An affine decoder lets the emulator
+        marginalise a Gaussian latent exactly and cheaply."""
+
     def encode(self, images) -> tuple[Any, Any]:
         """Posterior mean and standard deviation ``[..., L]`` of z given images."""
 

@@ -267,6 +267,10 @@ class VAEGenerator:
     def _modules(self):
         return build_modules(self.config, self.image_shape)
 
+    def linear_decoder(self) -> None:
+        """None: the VAE decoder is nonlinear (see the Generator protocol)."""
+        return None
+
     def decode(self, z):
         """Images ``[..., H, W]`` (original units) from latents ``[..., L]``.
 

@@ -52,6 +52,9 @@ class ForwardModel(Protocol):
     def latent_log_prob(self, z, theta) -> Any:
         """log p(z | theta) for ``z [L]`` (pure JAX; only when ``latent_dim > 0``)."""
 
+    # Optional: ``latent_transform(eps, theta) -> z`` with eps ~ Normal(0, I_L), the
+    # reparameterisation that lets ``infer(..., latent="sample")`` run non-centred.
+
     def log_likelihood_latent(self, theta, z, image, noise_sigma) -> Any:
         """log N(image | decode(z, theta), noise_sigma^2) (pure JAX scalar)."""
 

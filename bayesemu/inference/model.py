@@ -23,12 +23,14 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
 
-__all__ = ["LATENT_MODES", "LATENT_SITE", "default_priors", "resolve_priors", "galaxy_model",
+__all__ = ["LATENT_MODES", "LATENT_SITE", "NOISE_SITE", "default_priors", "resolve_priors", "galaxy_model",
            "LogDensity", "build_log_density", "initial_positions"]
 
 LATENT_MODES = ("marginal", "sample")
 #: Name of the latent-vector sample site (and posterior variable) when latent="sample".
 LATENT_SITE = "z"
+#: Name of the standard-normal site of the non-centred form, z = T(eps; theta).
+NOISE_SITE = "eps"
 
 
 def default_priors(space: ParameterSpace) -> dict:
@@ -72,15 +74,25 @@ def galaxy_model(image, noise_sigma, *, forward, priors: Mapping, latent: str = 
         One scalar prior per parameter of ``forward.space`` (physical units).
     latent : {"marginal", "sample"}
         ``"marginal"`` uses ``forward.log_likelihood``; ``"sample"`` samples
-        ``z [L]`` jointly with theta, weighted by ``forward.latent_log_prob``
-        and ``forward.log_likelihood_latent``.
+        the latents jointly with theta. Non-centred when the model has
+        ``latent_transform(eps, theta)`` (the emulators): ``eps ~ Normal(0, I)``
+        is sampled and ``z = latent_transform(eps, theta)`` recorded as a
+        deterministic site, so NUTS sees a standard-normal geometry whatever
+        the latent scales; otherwise centred: ``z [L]`` weighted by
+        ``forward.latent_log_prob``. Either way the image is weighted by
+        ``forward.log_likelihood_latent``.
     """
     names = forward.space.names
     theta = jnp.stack([numpyro.sample(n, priors[n]) for n in names])
     if "g1" in names and "g2" in names:
         g2sum = theta[names.index("g1")] ** 2 + theta[names.index("g2")] ** 2
         numpyro.factor("reduced_shear", jnp.where(g2sum < 1.0, 0.0, -jnp.inf))
-    if latent == "sample":
+    if latent == "sample" and _non_centred(forward):
+        eps = numpyro.sample(NOISE_SITE, dist.Normal(0.0, 1.0).expand(
+            (forward.latent_dim,)).to_event(1))
+        z = numpyro.deterministic(LATENT_SITE, forward.latent_transform(eps, theta))
+        numpyro.factor("likelihood", forward.log_likelihood_latent(theta, z, image, noise_sigma))
+    elif latent == "sample":
         z = numpyro.sample(
             LATENT_SITE,
             dist.ImproperUniform(constraints.real_vector, (), (forward.latent_dim,)))
@@ -90,7 +102,19 @@ def galaxy_model(image, noise_sigma, *, forward, priors: Mapping, latent: str = 
         numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma))
 
 
+def _non_centred(forward) -> bool:
+    return callable(getattr(forward, "latent_transform", None))
+
+
 def _sites(forward, latent):
+    """Sites NUTS samples (unconstrained coordinates)."""
+    if latent != "sample":
+        return tuple(forward.space.names)
+    return tuple(forward.space.names) + (NOISE_SITE if _non_centred(forward) else LATENT_SITE,)
+
+
+def _outputs(forward, latent):
+    """Posterior variables reported: the parameters, and z when latents are sampled."""
     return tuple(forward.space.names) + ((LATENT_SITE,) if latent == "sample" else ())
 
 
@@ -120,9 +144,9 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal") -> Log
             f"latent='sample' needs a model with latent variables; {forward.identifier!r} has none")
     model = partial(galaxy_model, forward=forward, priors=dict(priors), latent=latent)
     h, w = forward.image_shape
-    probe = numpyro.handlers.substitute(
-        numpyro.handlers.seed(model, 0),
-        data={LATENT_SITE: jnp.zeros((max(int(getattr(forward, "latent_dim", 0)), 1),))})
+    zeros = jnp.zeros((max(int(getattr(forward, "latent_dim", 0)), 1),))
+    probe = numpyro.handlers.substitute(numpyro.handlers.seed(model, 0),
+                                        data={LATENT_SITE: zeros, NOISE_SITE: zeros})
     tr = numpyro.handlers.trace(probe).get_trace(jnp.zeros((h, w), jnp.float32), 1.0)
     shapes = {k: tuple(biject_to(s["fn"].support).inverse_shape(jnp.shape(s["value"])))
               for k, s in tr.items() if k in _sites(forward, latent)}
@@ -131,11 +155,14 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal") -> Log
         return potential_energy(model, (image, noise_sigma), {}, params)
 
     def constrain(params, image, noise_sigma):
-        return constrain_fn(model, (image, noise_sigma), {}, params)
+        return constrain_fn(model, (image, noise_sigma), {}, params, return_deterministic=True)
 
-    names = _sites(forward, latent)
+    names = _outputs(forward, latent)
     latent_init = None
-    if latent == "sample" and hasattr(forward, "latent_mean"):
+    if latent == "sample" and _non_centred(forward):
+        def latent_init(values):  # eps = 0: z at the conditioner's central value
+            return jnp.zeros((forward.latent_dim,))
+    elif latent == "sample" and hasattr(forward, "latent_mean"):
         def latent_init(values):
             return forward.latent_mean(jnp.stack([values[n] for n in forward.space.names]))
     return LogDensity(model, potential, constrain, shapes, names, latent_init)
@@ -148,8 +175,9 @@ def initial_positions(rng_key, log_density: LogDensity, image, noise_sigma, num_
     Each chain draws ``num_candidates`` points uniformly in [-2, 2] per
     unconstrained coordinate (numpyro's ``init_to_uniform``) and keeps the one
     of highest posterior density, so chains start dispersed but away from
-    regions where the likelihood is astronomically small. When the forward
-    model has ``latent_mean(theta)``, z starts there. Pure JAX (vmap-able).
+    regions where the likelihood is astronomically small. Sampled latents
+    start at the conditioner's central value (eps = 0 non-centred, or
+    ``latent_mean(theta)`` centred). Pure JAX (vmap-able).
 
     Returns
     -------
@@ -160,9 +188,9 @@ def initial_positions(rng_key, log_density: LogDensity, image, noise_sigma, num_
         cand = {k: jax.random.uniform(kk, (num_candidates, *s), minval=-2.0, maxval=2.0)
                 for kk, (k, s) in zip(keys, sorted(log_density.shapes.items()))}
         if log_density.latent_init is not None:
+            site = NOISE_SITE if NOISE_SITE in cand else LATENT_SITE
             values = jax.vmap(lambda p: log_density.constrain(p, image, noise_sigma))(cand)
-            cand[LATENT_SITE] = jax.vmap(log_density.latent_init)(values).astype(
-                cand[LATENT_SITE].dtype)
+            cand[site] = jax.vmap(log_density.latent_init)(values).astype(cand[site].dtype)
         return cand
 
     def best(key):

@@ -91,6 +91,10 @@ class LinearLatentModel:
     def latent_mean(self, theta):
         return self.A @ theta + self.b
 
+    def latent_transform(self, eps, theta):
+        """Non-centred form: ``z = A theta + b + s eps``."""
+        return self.latent_mean(theta) + self.latent_scale * eps
+
     def decode(self, z):
         return (self.D @ z + self.c).reshape(self.image_shape)
 
