@@ -178,18 +178,29 @@ class Emulator:
         return self.conditioner.transform(eps, u)
 
     def _linear_parts(self):
-        """``(m [n], Bhat [L, n], c)`` with ``decode(z).ravel() = m + c z @ Bhat`` and
-        orthonormal rows Bhat, or None for a nonlinear (or non-orthonormal) decoder.
-        Computed once, numpy float32."""
+        """Projection constants of an affine decoder, or None (nonlinear decoder).
+
+        For ``decode(z).ravel() = m0 + c z @ Bhat`` with orthonormal rows ``Bhat
+        [L, n]``, returns ``(Q [K, n], pm [K], c)``: ``Q`` is Bhat plus, when m0 is
+        not in its span, one more orthonormal row along m0's remainder
+        (K = L or L + 1), and ``pm = Q m0``. Then the mean image lies in span(Q)
+        for every theta and the part of the data outside the span does not
+        depend on theta. Computed once (numpy, float64 -> float32).
+        """
         if "_linear" not in self.__dict__:
             parts = None
             lin = self.generator.linear_decoder()
             if lin is not None:
-                m, B = (np.asarray(a, np.float64) for a in lin)
+                m0 = np.asarray(lin[0], np.float64).ravel()
+                B = np.asarray(lin[1], np.float64).reshape(-1, m0.size)
                 c = float(np.sqrt(np.mean(np.sum(B * B, axis=1))))
                 Bhat = B / c if c > 0 else B
                 if c > 0 and np.allclose(Bhat @ Bhat.T, np.eye(len(B)), atol=1e-4):
-                    parts = (m.astype(np.float32), Bhat.astype(np.float32), c)
+                    rest = m0 - Bhat.T @ (Bhat @ m0)
+                    norm = float(np.linalg.norm(rest))
+                    Q = Bhat if norm <= 1e-6 * np.linalg.norm(m0) else np.vstack(
+                        [Bhat, rest / norm])
+                    parts = (Q.astype(np.float32), (Q @ m0).astype(np.float32), c)
             object.__setattr__(self, "_linear", parts)
         return self.__dict__["_linear"]
 
@@ -216,14 +227,18 @@ class Emulator:
         with ``A = s J S`` (J the decoder's Jacobian at m).
 
         Affine decoder with orthonormal directions (PCA, ``decode(z) = m0 + c z Bhat``):
-        the covariance is ``sigma^2`` outside the L-dimensional span of Bhat and
-        ``sigma^2 I + s^2 c^2 S S^T`` inside it, so with ``a = x - s m0``,
-        ``q = Bhat a - s c m`` and ``a_perp = a - Bhat^T Bhat a``::
+        the covariance is ``sigma^2`` outside the span of Bhat and
+        ``C = sigma^2 I + s^2 c^2 S S^T`` inside it. With ``Q`` = Bhat plus one
+        unit row along m0's component outside that span (so the mean image
+        lies in span(Q)), ``q = Q x - s Q m0 - s c (m, 0)`` and ``x_perp = x - Q^T Q x``::
 
-            -2 log p = |a_perp|^2 / sigma^2 + q^T C^-1 q + (n - L) log sigma^2 + log|C| + n log 2 pi
+            -2 log p = |x_perp|^2 / sigma^2 + q_L^T C^-1 q_L + q_extra^2 / sigma^2
+                       + (n - L) log sigma^2 + log|C| + n log 2 pi
 
-        exact, at O(n L) per evaluation (two projections) instead of the
-        general path's O(n L^2) Jacobian.
+        exact. ``x_perp`` does not depend on theta, so the theta-dependent work
+        is O(L) (no Cholesky when S is diagonal, as for the GP), plus the
+        image projection ``Q x`` in O(n L), instead of the general path's
+        O(n L^2) Jacobian.
 
         Nonlinear decoder (VAE): J by forward-mode autodiff and the Woodbury
         identity, O(n L^2).
@@ -245,18 +260,26 @@ class Emulator:
         m, S = self.conditioner.mean_and_scale(u)
         lin = self._linear_parts()
         if lin is not None:
-            m0, Bhat, c = lin
-            L = Bhat.shape[0]
-            a = image - s * m0
-            qa = Bhat @ a
-            a_perp = a - qa @ Bhat
-            q = qa - (s * c) * m
-            C = var * jnp.eye(L, dtype=jnp.float32) + (s * c) ** 2 * (S @ S.T)
-            chol = jnp.linalg.cholesky(C)
-            w = jax.scipy.linalg.solve_triangular(chol, q, lower=True)
-            quad = a_perp @ a_perp / var + w @ w
-            logdet = (n - L) * jnp.log(var) + 2 * jnp.sum(jnp.log(jnp.diag(chol)))
+            Q, pm, c = lin
+            L, K = m.shape[0], Q.shape[0]
+            px = Q @ image                                 # theta-independent
+            x_perp = image - px @ Q                        # theta-independent
+            q = px - s * pm - jnp.pad((s * c) * m, (0, K - L))
+            sc2 = (s * c) ** 2
+            if S.ndim == 1:                                # diagonal latent covariance
+                d = var + sc2 * jnp.square(S)
+                q_in = jnp.sum(jnp.square(q[:L]) / d)
+                logdet_in = jnp.sum(jnp.log(d))
+            else:
+                chol = jnp.linalg.cholesky(var * jnp.eye(L, dtype=jnp.float32) + sc2 * (S @ S.T))
+                w = jax.scipy.linalg.solve_triangular(chol, q[:L], lower=True)
+                q_in = w @ w
+                logdet_in = 2 * jnp.sum(jnp.log(jnp.diag(chol)))
+            quad = (x_perp @ x_perp + jnp.sum(jnp.square(q[L:]))) / var + q_in
+            logdet = (n - L) * jnp.log(var) + logdet_in
             return -0.5 * (quad + logdet + n * _LOG_2PI)
+        if S.ndim == 1:
+            S = jnp.diag(S)
         decode_flat = lambda z: self.generator.decode(z).ravel()  # noqa: E731
         mu, jac = decode_flat(m), jax.jacfwd(decode_flat)(m)       # [n], [n, L]
         A = s * (jac @ S)                                           # [n, L]

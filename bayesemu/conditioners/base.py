@@ -55,10 +55,11 @@ class Conditioner(Protocol):
         """
 
     def mean_and_scale(self, u) -> tuple[Any, Any]:
-        """Central latent ``m [L]`` and a square root ``S [L, L]`` of the latent
+        """Central latent ``m [L]`` and a square root ``S`` of the latent
         covariance for one ``u [P]``: ``z ~= m + S eps`` (exact for the GP;
-        the flow linearised at the base mode for the MAF). Used by the
-        emulator's marginal likelihood."""
+        the flow linearised at the base mode for the MAF). ``S`` is ``[L, L]``,
+        or ``[L]`` for a diagonal covariance (the GP). Used by the emulator's
+        marginal likelihood."""
 
     def distribution(self, u) -> Any:
         """p(z | u) for one ``u [P]`` as a numpyro Distribution with event shape (L,)."""

@@ -284,9 +284,10 @@ class GPConditioner(eqx.Module):
         return mean + jnp.sqrt(var) * jnp.asarray(eps, mean.dtype)
 
     def mean_and_scale(self, u):
-        """(mean ``[L]``, ``diag(sd)`` ``[L, L]``) of z for one ``u [P]``, noise included."""
+        """(mean ``[L]``, sd ``[L]``) of z for one ``u [P]``, noise included; the
+        scale is returned as a vector because the covariance is diagonal."""
         mean, var = self.mean_and_var(u, include_noise=True)
-        return mean, jnp.diag(jnp.sqrt(var))
+        return mean, jnp.sqrt(var)
 
     def distribution(self, u):
         """``numpyro.distributions.Normal(mean, sqrt(var)).to_event(1)`` for

@@ -46,7 +46,7 @@ def check_image(image, shape, *, where: str = "image") -> np.ndarray:
 def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str = "numpyro",
           num_chains: int = 4, num_warmup: int = 500, num_samples: int = 1000, seed: int = 0, *,
           latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
-          num_init_candidates: int = 64, check: bool = True):
+          num_init_candidates: int = 64, dense_mass: bool = True, check: bool = True):
     """Sample the posterior of ``model``'s parameters given one observed image.
 
     Parameters
@@ -70,6 +70,10 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         ``"sample"``: NUTS over (theta, z), z ~ p(z | theta); the posterior then
         also holds ``z``.
     target_accept, max_tree_depth : NUTS settings.
+    dense_mass : bool
+        Adapt a full inverse mass matrix during warm-up (default; galaxy
+        parameters are strongly correlated, e.g. size with PSF width, and a
+        dense metric shortens the trajectories) or a diagonal one.
     num_init_candidates : int
         Prior draws per chain among which the best starts the chain.
     check : bool
@@ -109,13 +113,13 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         from .blackjax_backend import run_blackjax as run
     samples, stats = run(key_run, ld, img, sigma, init, num_warmup=int(num_warmup),
                          num_samples=int(num_samples), target_accept=target_accept,
-                         max_tree_depth=max_tree_depth)
+                         max_tree_depth=max_tree_depth, dense_mass=bool(dense_mass))
     elapsed = time.perf_counter() - t0
     attrs = {
         "model": str(model.identifier), "backend": backend, "latent": latent,
         "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
-        "sampling_time_s": float(elapsed), "parameter_space": model.space.to_dict(),
+        "dense_mass": int(bool(dense_mass)), "sampling_time_s": float(elapsed), "parameter_space": model.space.to_dict(),
         "versions": package_versions(), "inference_library": "bayesemu",
     }
     idata = to_inference_data(samples, stats, img, attrs)

@@ -17,11 +17,53 @@ from .model import build_log_density, initial_positions, resolve_priors
 
 __all__ = ["infer_batch"]
 
+#: Jitted batched samplers kept between calls (SBC calls infer_batch once per
+#: batch of replicates with the same model and settings): key -> function.
+_CACHE: dict = {}
+_CACHE_SIZE = 4
+
+
+def _batched_sampler(model, prior, settings):
+    """The jitted ``(keys [G], images [G, H, W], sigma) -> (samples, stats)`` function.
+
+    Cached per (model object, settings) when ``prior`` is None, so repeated
+    calls with equal shapes reuse one compilation; user priors (arbitrary
+    numpyro distributions) are not hashable and always build a new one.
+    """
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    key = (id(model), settings) if prior is None else None
+    hit = _CACHE.get(key) if key is not None else None
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    (latent, num_chains, num_warmup, num_samples, target_accept, max_tree_depth, n_cand, dense,
+     devs) = settings
+    ld = build_log_density(model, resolve_priors(model.space, prior), latent)
+
+    def one(key, image, sigma):
+        k_init, k_run = jax.random.split(key)
+        init = initial_positions(k_init, ld, image, sigma, num_chains, n_cand)
+        return sample_galaxy(k_run, ld, image, sigma, init, num_warmup=num_warmup,
+                             num_samples=num_samples, target_accept=target_accept,
+                             max_tree_depth=max_tree_depth, dense_mass=dense)
+
+    batched = jax.vmap(one, in_axes=(0, 0, None))
+    if len(devs) > 1:
+        mesh = Mesh(np.array(devs), ("galaxy",))
+        batched = jax.shard_map(batched, mesh=mesh, in_specs=(P("galaxy"), P("galaxy"), P()),
+                                out_specs=P("galaxy"), check_vma=False)
+    fn = jax.jit(batched)
+    if key is not None:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (model, fn)
+    return fn
+
 
 def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num_chains: int = 2,
                 num_warmup: int = 500, num_samples: int = 500, seed: int = 0,
                 latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
-                num_init_candidates: int = 64, devices=None):
+                num_init_candidates: int = 64, dense_mass: bool = True, devices=None):
     """Posteriors of G galaxies at once (independent, same model and noise).
 
     Each galaxy gets ``num_chains`` chains with their own window adaptation;
@@ -35,6 +77,8 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     model : ForwardModel
     images : array ``[G, H, W]``, counts/pixel
     noise_sigma : float, counts/pixel, shared by all galaxies
+    dense_mass : bool
+        Full (default) or diagonal inverse mass matrix, as in :func:`~bayesemu.inference.infer`.
     devices : sequence of jax devices, optional (default ``jax.devices()``)
 
     Returns
@@ -46,7 +90,6 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         ``num_galaxies``, ``num_devices`` and ``galaxies_per_s``.
     """
     from ..files import package_versions
-    from jax.sharding import Mesh, PartitionSpec as P
 
     imgs = np.asarray(images, dtype=np.float32)
     if imgs.ndim != 3:
@@ -54,29 +97,19 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     for g in range(imgs.shape[0]):
         check_image(imgs[g], model.image_shape, where=f"image {g}")
     sigma = check_noise_sigma(noise_sigma)
-    ld = build_log_density(model, resolve_priors(model.space, prior), latent)
     n_gal = imgs.shape[0]
     devices = list(jax.devices() if devices is None else devices)
     n_dev = max(1, min(len(devices), n_gal))
     pad = (-n_gal) % n_dev
     padded = np.concatenate([imgs, np.repeat(imgs[-1:], pad, axis=0)]) if pad else imgs
-
-    def one(key, image):
-        k_init, k_run = jax.random.split(key)
-        init = initial_positions(k_init, ld, image, sigma, num_chains, num_init_candidates)
-        return sample_galaxy(k_run, ld, image, sigma, init, num_warmup=num_warmup,
-                             num_samples=num_samples, target_accept=target_accept,
-                             max_tree_depth=max_tree_depth)
-
-    batched = jax.vmap(one)
-    if n_dev > 1:
-        mesh = Mesh(np.array(devices[:n_dev]), ("galaxy",))
-        batched = jax.shard_map(batched, mesh=mesh, in_specs=(P("galaxy"), P("galaxy")),
-                                out_specs=P("galaxy"), check_vma=False)
+    settings = (latent, int(num_chains), int(num_warmup), int(num_samples), float(target_accept),
+                int(max_tree_depth), int(num_init_candidates), bool(dense_mass),
+                tuple(devices[:n_dev]))
+    batched = _batched_sampler(model, prior, settings)
     keys = jax.random.split(jax.random.PRNGKey(seed), n_gal)  # independent of the padding
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
     t0 = time.perf_counter()
-    samples, stats = jax.jit(batched)(keys, jnp.asarray(padded))
+    samples, stats = batched(keys, jnp.asarray(padded), jnp.float32(sigma))
     samples, stats = jax.block_until_ready((samples, stats))
     elapsed = time.perf_counter() - t0
 

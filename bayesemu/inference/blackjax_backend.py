@@ -12,10 +12,11 @@ __all__ = ["nuts_chain", "run_blackjax"]
 
 
 def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples: int,
-               target_accept: float = 0.8, max_tree_depth: int = 10):
+               target_accept: float = 0.8, max_tree_depth: int = 10, dense_mass: bool = True):
     """One NUTS chain: Stan-style window adaptation, then ``num_samples`` draws.
 
     Pure JAX (jit/vmap-able). ``position`` is an unconstrained pytree.
+    ``dense_mass`` adapts a full (rather than diagonal) inverse mass matrix.
 
     Returns
     -------
@@ -28,7 +29,8 @@ def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples
     warm_key, sample_key = jax.random.split(rng_key)
     warmup = blackjax.window_adaptation(
         blackjax.nuts, logdensity_fn, target_acceptance_rate=target_accept,
-        adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=max_tree_depth)
+        adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=max_tree_depth,
+        is_mass_matrix_diagonal=not dense_mass)
     (state, parameters), _ = warmup.run(warm_key, position, num_steps=num_warmup)
     step = blackjax.nuts(logdensity_fn, **parameters).step
 
@@ -47,7 +49,7 @@ def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples
 
 def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
                   num_warmup: int, num_samples: int, target_accept: float = 0.8,
-                  max_tree_depth: int = 10):
+                  max_tree_depth: int = 10, dense_mass: bool = True):
     """Chains vmapped over the leading axis of ``init_params``; pure JAX.
 
     Returns physical-unit samples ``{site: [C, S, ...]}`` and stats ``[C, S]``.
@@ -57,7 +59,8 @@ def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_par
 
     def chain(key, pos):
         return nuts_chain(key, pos, logdensity, num_warmup=num_warmup, num_samples=num_samples,
-                          target_accept=target_accept, max_tree_depth=max_tree_depth)
+                          target_accept=target_accept, max_tree_depth=max_tree_depth,
+                          dense_mass=dense_mass)
 
     num_chains = next(iter(init_params.values())).shape[0]
     pos, stats = jax.vmap(chain)(jax.random.split(rng_key, num_chains), init_params)
@@ -68,11 +71,11 @@ def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_par
 
 def run_blackjax(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
                  num_warmup: int, num_samples: int, target_accept: float = 0.8,
-                 max_tree_depth: int = 10):
+                 max_tree_depth: int = 10, dense_mass: bool = True):
     """Same contract as :func:`~bayesemu.inference.numpyro_backend.run_numpyro`."""
     fn = jax.jit(lambda key, img, sig, init: sample_galaxy(
         key, log_density, img, sig, init, num_warmup=num_warmup, num_samples=num_samples,
-        target_accept=target_accept, max_tree_depth=max_tree_depth))
+        target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass))
     samples, stats = fn(rng_key, jnp.asarray(image), jnp.float32(noise_sigma), init_params)
     return ({k: np.asarray(v) for k, v in samples.items()},
             {k: np.asarray(v) for k, v in stats.items()})

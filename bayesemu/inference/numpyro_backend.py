@@ -13,7 +13,8 @@ __all__ = ["run_numpyro"]
 
 def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
                 num_warmup: int, num_samples: int, target_accept: float = 0.8,
-                max_tree_depth: int = 10, chain_method: str | None = None):
+                max_tree_depth: int = 10, chain_method: str | None = None,
+                dense_mass: bool = True):
     """Sample the posterior of ``log_density.model`` with numpyro's NUTS.
 
     Parameters
@@ -27,6 +28,9 @@ def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_param
         Unconstrained starting points, one per chain (C chains).
     chain_method : {"parallel", "vectorized", "sequential"} or None
         None: "parallel" when there are at least C devices, else "vectorized".
+    dense_mass : bool
+        Adapt a full inverse mass matrix (the parameters of a galaxy are
+        correlated: flux with size, size with PSF width).
 
     Returns
     -------
@@ -40,7 +44,7 @@ def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_param
     if chain_method is None:
         chain_method = "parallel" if jax.device_count() >= num_chains > 1 else "vectorized"
     kernel = NUTS(log_density.model, target_accept_prob=target_accept,
-                  max_tree_depth=max_tree_depth)
+                  max_tree_depth=max_tree_depth, dense_mass=dense_mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=False)
     init = init_params if num_chains > 1 else jax.tree.map(lambda x: x[0], init_params)
