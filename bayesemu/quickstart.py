@@ -54,9 +54,9 @@ class QuickstartConfig(NamedTuple):
     #: see benchmarks/pca_truncation.py.
     variance_threshold: float = 0.9999
     quick_validate: bool = False
-    #: SBC chains: one chain per replicate, thinned to 30 draws (ESS >= 30 of 120).
-    sbc: SBCSettings = SBCSettings(n_replicates=50, n_draws=30, num_chains=1, num_warmup=150,
-                                   num_samples=120, batch_size=25, max_tree_depth=6)
+    #: SBC chains: one chain per replicate, thinned to 30 draws (ESS >= 30 of 200).
+    sbc: SBCSettings = SBCSettings(n_replicates=50, n_draws=30, num_chains=1, num_warmup=200,
+                                   num_samples=200, batch_size=10, max_tree_depth=6)
 
 
 #: Embedded defaults: the report's 512 training images, a 50-replicate SBC (a sketch of

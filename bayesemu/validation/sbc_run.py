@@ -47,7 +47,9 @@ class SBCSettings(NamedTuple):
     num_chains, num_warmup, num_samples : int
         NUTS chains per replicate, warm-up steps and kept draws per chain.
     batch_size : int
-        Replicates sampled together in one vmapped NUTS call.
+        Replicates per :func:`~bayesemu.inference.infer_batch` call (one
+        compiled sampler serves every batch; on CPU the replicates of a batch
+        run one after the other, so this sets the progress granularity).
     max_tree_depth : int
         NUTS tree-depth cap (at most ``2**depth - 1`` leapfrog steps per draw;
         the chain stays exact, only its efficiency changes). In a vmapped
@@ -60,7 +62,7 @@ class SBCSettings(NamedTuple):
     num_chains: int = 2
     num_warmup: int = 300
     num_samples: int = 250
-    batch_size: int = 50
+    batch_size: int = 25
     max_tree_depth: int = 8
 
 
