@@ -169,20 +169,32 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal") -> Log
 
 
 def initial_positions(rng_key, log_density: LogDensity, image, noise_sigma, num_chains: int,
-                      num_candidates: int = 64) -> dict:
+                      num_candidates: int = 64, num_starts: int = 8,
+                      num_opt_steps: int = 50) -> dict:
     """Starting points, one per chain, in the unconstrained space.
 
     Each chain draws ``num_candidates`` points uniformly in [-2, 2] per
-    unconstrained coordinate (numpyro's ``init_to_uniform``) and keeps the one
-    of highest posterior density, so chains start dispersed but away from
-    regions where the likelihood is astronomically small. Sampled latents
-    start at the conditioner's central value (eps = 0 non-centred, or
-    ``latent_mean(theta)`` centred). Pure JAX (vmap-able).
+    unconstrained coordinate (numpyro's ``init_to_uniform``), climbs the
+    posterior density from the ``num_starts`` best of them with
+    ``num_opt_steps`` Adam steps (step 0.05 in unconstrained units), and
+    starts at the highest point reached. The climb matters: galaxy
+    posteriors have local modes (a compact galaxy sheared the other way,
+    size traded against PSF width), and a chain started in one stays there
+    (seen in SBC: 3 of 50 single chains stuck with 1e5-sigma z-scores
+    before the climb was added). Sampled latents start at the conditioner's
+    central value (eps = 0 non-centred, or ``latent_mean(theta)`` centred).
+    Pure JAX (vmap-able).
 
     Returns
     -------
     dict site -> array ``[num_chains, *shape]``.
     """
+    import optax
+
+    def potential(p):
+        pot = log_density.potential(p, image, noise_sigma)
+        return jnp.where(jnp.isfinite(pot), pot, jnp.inf)
+
     def candidates(key):
         keys = jax.random.split(key, len(log_density.shapes))
         cand = {k: jax.random.uniform(kk, (num_candidates, *s), minval=-2.0, maxval=2.0)
@@ -193,11 +205,36 @@ def initial_positions(rng_key, log_density: LogDensity, image, noise_sigma, num_
             cand[site] = jax.vmap(log_density.latent_init)(values).astype(cand[site].dtype)
         return cand
 
+    opt = optax.adam(0.05)
+
+    def climb(p):
+        def step(carry, _):
+            p, state, best, best_pot = carry
+            pot, g = jax.value_and_grad(potential)(p)
+            ok = jnp.isfinite(pot) & jnp.all(jnp.stack(
+                [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
+            better = ok & (pot < best_pot)
+            best = jax.tree.map(lambda b, x: jnp.where(better, x, b), best, p)
+            best_pot = jnp.where(better, pot, best_pot)
+            g = jax.tree.map(lambda x: jnp.where(ok, x, 0.0), g)
+            upd, state = opt.update(g, state, p)
+            return (optax.apply_updates(p, upd), state, best, best_pot), None
+
+        init = (p, opt.init(p), p, potential(p))
+        (_, _, best, best_pot), _ = jax.lax.scan(step, init, None, length=num_opt_steps)
+        return best, best_pot
+
     def best(key):
         cand = candidates(key)
-        pot = jax.vmap(lambda p: log_density.potential(p, image, noise_sigma))(cand)
-        pot = jnp.where(jnp.isfinite(pot), pot, jnp.inf)
-        i = jnp.argmin(pot)
-        return jax.tree.map(lambda x: x[i], cand)
+        pot = jax.vmap(potential)(cand)
+        k = min(int(num_starts), int(num_candidates))
+        _, top = jax.lax.top_k(-pot, k)
+        starts = jax.tree.map(lambda x: x[top], cand)
+        if num_opt_steps > 0:
+            starts, pot_top = jax.vmap(climb)(starts)
+        else:
+            pot_top = pot[top]
+        i = jnp.argmin(pot_top)
+        return jax.tree.map(lambda x: x[i], starts)
 
     return jax.vmap(best)(jax.random.split(rng_key, num_chains))
