@@ -11,7 +11,7 @@ from bayesemu.inference import check_convergence, infer
 from bayesemu.inference.toy import LinearGaussianModel, LinearLatentModel
 
 NOISE = 1.0
-CHAINS, WARMUP, SAMPLES = 2, 300, 400
+CHAINS, WARMUP, SAMPLES = 2, 300, 1000
 TRUTH = np.array([1.5, -2.0])
 
 
