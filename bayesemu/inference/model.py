@@ -23,8 +23,8 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
 
-__all__ = ["LATENT_MODES", "LATENT_SITE", "NOISE_SITE", "default_priors", "resolve_priors", "galaxy_model",
-           "LogDensity", "build_log_density", "initial_positions"]
+__all__ = ["LATENT_MODES", "LATENT_SITE", "NOISE_SITE", "default_priors", "resolve_priors",
+           "galaxy_model", "LogDensity", "build_log_density", "initial_positions"]
 
 LATENT_MODES = ("marginal", "sample")
 #: Name of the latent-vector sample site (and posterior variable) when latent="sample".
