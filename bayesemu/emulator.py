@@ -453,8 +453,8 @@ def load(path) -> Emulator:
                                       f"{_weight_names(part)[0]}")
             fpath = path / fname
             try:
-                parts[part] = _registry_class(part, man[part]["kind"]).from_state(man[part]["config"],
-                                                                   load_arrays(fpath))
+                cls = _registry_class(part, man[part]["kind"])
+                parts[part] = cls.from_state(man[part]["config"], load_arrays(fpath))
             except FileFormatError as exc:
                 msg = str(exc)
                 raise FileFormatError(msg if str(fpath) in msg else f"{fpath}: {msg}") from None

@@ -119,7 +119,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         "model": str(model.identifier), "backend": backend, "latent": latent,
         "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
-        "dense_mass": int(bool(dense_mass)), "sampling_time_s": float(elapsed), "parameter_space": model.space.to_dict(),
+        "dense_mass": int(bool(dense_mass)), "sampling_time_s": float(elapsed),
+        "parameter_space": model.space.to_dict(),
         "versions": package_versions(), "inference_library": "bayesemu",
     }
     idata = to_inference_data(samples, stats, img, attrs)
