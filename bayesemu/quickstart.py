@@ -60,9 +60,9 @@ class QuickstartConfig(NamedTuple):
 
 
 #: Embedded defaults: the report's 512 training images, a 50-replicate SBC (a sketch of
-#: calibration; ``bayesemu validate --sbc 200`` is the real test). Measured 4 min 50 s wall on
-#: an idle 2-core machine (simulate 2 s, train 54 s, infer 44 s, validate 188 s of which SBC
-#: 128 s and the exact JAX-GalSim comparison 41 s), 2026-11-30.
+#: calibration; ``bayesemu validate --sbc 200`` is the real test). Measured 5 min 28 s wall on
+#: an idle 2-core machine (simulate 2 s, train 58 s, infer 56 s, validate 208 s of which SBC
+#: 122 s and the exact JAX-GalSim comparison 59 s), 2026-11-30.
 DEFAULT = QuickstartConfig()
 #: Test-sized run (under 2 minutes).
 QUICK = QuickstartConfig(n_train=128, n_test=32, stamp=32, num_chains=2, num_warmup=150,
