@@ -204,7 +204,43 @@ class Emulator:
             object.__setattr__(self, "_linear", parts)
         return self.__dict__["_linear"]
 
-    def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True):
+    def frozen_uncertainty(self, theta0):
+        """The emulator's covariance factor evaluated at ``theta0``, to hold fixed.
+
+        Pass the result as ``frozen=`` to :meth:`log_likelihood`: the mean
+        image still follows theta exactly (and so does the image scale, the
+        flux in physics mode ``"flux"``), but the latent covariance and, for a
+        nonlinear decoder, the decoder's Jacobian are those at ``theta0``.
+        Inference uses this ("anchored" uncertainty, the default of
+        :func:`bayesemu.infer`) with ``theta0`` a posterior mode: the GP's
+        predictive variance changes on the scale of the training-point
+        spacing, far wider than a posterior, so holding it fixed changes the
+        posterior little, and it removes the O(M^2 L) variance (GP) or the
+        flow's and decoder's Jacobians (MAF, VAE) from every gradient.
+
+        Parameters
+        ----------
+        theta0 : array [P]
+            Physical parameters (``space.names`` order).
+
+        Returns
+        -------
+        array
+            Affine decoder (PCA): the latent scale ``S`` (``[L]`` for the GP,
+            ``[L, L]`` for the MAF). Nonlinear decoder (VAE): ``J S`` ``[n, L]``,
+            the image-space factor per unit image scale. Gradients are stopped.
+        """
+        u0, _ = self._split(theta0)
+        m0, S0 = self.conditioner.mean_and_scale(u0)
+        if self._linear_parts() is None:
+            if S0.ndim == 1:
+                S0 = jnp.diag(S0)
+            decode_flat = lambda z: self.generator.decode(z).ravel()  # noqa: E731
+            S0 = jax.jacfwd(decode_flat)(m0) @ S0
+        return jax.lax.stop_gradient(S0)
+
+    def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True,
+                       frozen=None):
         """Gaussian log-likelihood of one image, pure JAX and differentiable.
 
         Parameters
@@ -219,6 +255,11 @@ class Emulator:
             If True (default), marginalise the emulator's latent uncertainty
             (exact for PCA-GP; linearised for the VAE and the MAF). If False,
             plug in the mean image.
+        frozen : array, optional
+            :meth:`frozen_uncertainty` at some ``theta0``: use that covariance
+            factor instead of recomputing it at ``theta`` (the image scale
+            still follows theta). Cost per call then O(n L) for every
+            emulator, with no Jacobian and no GP variance.
 
         Notes
         -----
@@ -257,7 +298,10 @@ class Emulator:
         if not emulator_uncertainty:
             r = image - (s * self.generator.decode(self.conditioner.mean(u))).ravel()
             return -0.5 * (r @ r / var + n * (_LOG_2PI + jnp.log(var)))
-        m, S = self.conditioner.mean_and_scale(u)
+        if frozen is None:
+            m, S = self.conditioner.mean_and_scale(u)
+        else:
+            m, S = self.conditioner.mean(u), jnp.asarray(frozen, jnp.float32)
         lin = self._linear_parts()
         if lin is not None:
             Q, pm, c = lin
@@ -278,11 +322,14 @@ class Emulator:
             quad = (x_perp @ x_perp + jnp.sum(jnp.square(q[L:]))) / var + q_in
             logdet = (n - L) * jnp.log(var) + logdet_in
             return -0.5 * (quad + logdet + n * _LOG_2PI)
-        if S.ndim == 1:
-            S = jnp.diag(S)
         decode_flat = lambda z: self.generator.decode(z).ravel()  # noqa: E731
-        mu, jac = decode_flat(m), jax.jacfwd(decode_flat)(m)       # [n], [n, L]
-        A = s * (jac @ S)                                           # [n, L]
+        if frozen is None:
+            if S.ndim == 1:
+                S = jnp.diag(S)
+            mu, jac = decode_flat(m), jax.jacfwd(decode_flat)(m)   # [n], [n, L]
+            A = s * (jac @ S)                                       # [n, L]
+        else:
+            mu, A = decode_flat(m), s * S                           # S = J S at theta0
         r = image - s * mu
         M = jnp.eye(A.shape[1], dtype=A.dtype) + (A.T @ A) / var
         chol = jnp.linalg.cholesky(M)

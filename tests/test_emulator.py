@@ -259,3 +259,40 @@ def test_maf_transform_and_linearisation():
     ref = np.asarray(maf.sample(jax.random.key(2), u0, 2000))
     assert np.all(np.abs(zs.mean(0) - ref.mean(0)) < 4 * ref.std(0) / np.sqrt(1000))
     np.testing.assert_allclose(zs.std(0), ref.std(0), rtol=0.1)
+
+
+def test_frozen_uncertainty_matches_pointwise_where_anchored(data, pca_gp):
+    """Frozen at theta0: the likelihood equals the pointwise one at theta0 and at
+    any theta with the same conditioner input (flux changed: the image scale
+    still follows theta exactly), and differs elsewhere only through the
+    covariance (never through the mean image)."""
+    import dataclasses
+
+    _, test = data
+    image = jnp.asarray(test.images[2]) + 3.0
+    theta0 = jnp.asarray(test.params[2], jnp.float32)
+    general = dataclasses.replace(pca_gp)
+    object.__setattr__(general, "_linear", None)  # nonlinear path: frozen = J S [n, L]
+    for emu in (pca_gp, general):
+        fr = emu.frozen_uncertainty(theta0)
+        assert fr.shape == ((emu.latent_dim,) if emu is pca_gp
+                            else (image.size, emu.latent_dim))
+        a = float(emu.log_likelihood(theta0, image, 10.0, frozen=fr))
+        b = float(emu.log_likelihood(theta0, image, 10.0))
+        assert abs(a - b) < 1e-5 * abs(b) + 1e-2, (a, b)
+        t_flux = theta0.at[0].multiply(1.7)
+        a = float(emu.log_likelihood(t_flux, image, 10.0, frozen=fr))
+        b = float(emu.log_likelihood(t_flux, image, 10.0))
+        assert abs(a - b) < 1e-5 * abs(b) + 1e-2, (a, b)
+        # the flux gradient is exact too (the covariance scales with flux^2)
+        ga = jax.grad(lambda t: emu.log_likelihood(t, image, 10.0, frozen=fr))(t_flux)
+        gb = jax.grad(lambda t: emu.log_likelihood(t, image, 10.0))(t_flux)
+        np.testing.assert_allclose(ga[0], gb[0], rtol=2e-3, atol=1e-6)
+    # elsewhere: bounded by the plug-in and widened likelihoods, and finite gradients
+    t1 = jnp.asarray(test.params[5], jnp.float32)
+    fr = pca_gp.frozen_uncertainty(theta0)
+    g = np.asarray(jax.grad(lambda t: pca_gp.log_likelihood(t, image, 10.0, frozen=fr))(t1))
+    assert np.isfinite(g).all()
+    zero = jnp.zeros_like(fr)
+    plug = float(pca_gp.log_likelihood(t1, image, 10.0, emulator_uncertainty=False))
+    assert abs(float(pca_gp.log_likelihood(t1, image, 10.0, frozen=zero)) - plug) < 1e-4 * abs(plug)

@@ -112,6 +112,34 @@ def test_latent_sampling_matches_analytic_marginal(cls):
     assert np.all(np.abs(s / sd - 1) < 5 / np.sqrt(2 * ess)), (s, sd)
 
 
+@pytest.mark.parametrize("backend,uncertainty", [("numpyro", "anchored"), ("blackjax", "anchored"),
+                                                 ("numpyro", "none"), ("batch", "pointwise")])
+def test_uncertainty_modes_known_answers(backend, uncertainty):
+    """The emulator-uncertainty modes reach the likelihood through every path: anchored
+    (covariance frozen at the best start) and pointwise give the analytic marginal
+    posterior, "none" the plug-in one, which is more than twice narrower here."""
+    from bayesemu.inference import infer_batch
+
+    model = LinearLatentModel(shape=(6, 6), dim=2, latent_dim=3, latent_scale=1.0, seed=0)
+    image = model.simulate(np.random.default_rng(2), TRUTH, NOISE)
+    mean, cov = model.posterior(image, NOISE, plugin=(uncertainty == "none"))
+    sd = np.sqrt(np.diag(cov))
+    _, cov_other = model.posterior(image, NOISE, plugin=(uncertainty != "none"))
+    assert np.all(np.abs(np.log(sd / np.sqrt(np.diag(cov_other)))) > np.log(2))
+    kw = dict(num_chains=CHAINS, num_warmup=WARMUP, num_samples=SAMPLES, seed=4,
+              uncertainty=uncertainty)
+    if backend == "batch":
+        idata = infer_batch(model, image[None], NOISE, **kw)
+        idata.posterior = idata.posterior.isel(galaxy=0)
+    else:
+        idata = infer(model, image, NOISE, backend=backend, check=False, **kw)
+    assert idata.posterior.attrs["uncertainty"] == uncertainty
+    m, s = _moments(idata, model.space.names)
+    ess = np.array([check_convergence(idata, warn=False).ess_bulk[n] for n in model.space.names])
+    assert np.all(np.abs(m - mean) < 4.5 * sd / np.sqrt(ess)), (m, mean, sd)
+    assert np.all(np.abs(s / sd - 1) < 5 / np.sqrt(2 * ess)), (s, sd)
+
+
 def test_convergence_warning_on_disagreeing_chains(linear):
     """Chains stuck in different places give R-hat > 1.01 and a ConvergenceWarning."""
     _, _, _, _, runs = linear
@@ -146,6 +174,8 @@ def test_bad_inputs_are_refused():
         infer(model, good, 1.0, prior={"flux": None})
     with pytest.raises(BayesemuInputError, match="latent variables"):
         infer(model, good, 1.0, latent="sample")
+    with pytest.raises(BayesemuInputError, match="uncertainty must be one of"):
+        infer(model, good, 1.0, uncertainty="frozen")
 
 
 @pytest.mark.slow

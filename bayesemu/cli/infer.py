@@ -117,6 +117,10 @@ def register(sub) -> None:
     p.add_argument("--latent", choices=("marginal", "sample"), default="marginal",
                    help="marginalise the emulator's latent uncertainty in the likelihood, or "
                         "sample the latents jointly with NUTS")
+    p.add_argument("--uncertainty", choices=("anchored", "pointwise", "none"), default="anchored",
+                   help="with --latent marginal: the emulator's covariance held at the posterior "
+                        "mode found at initialisation (default, fast), recomputed at every step, "
+                        "or left out (plug-in mean image)")
     p.add_argument("--truth", default=None, metavar="NAME=VALUE,...",
                    help="true parameter values, drawn on the corner plot")
     p.add_argument("--pixel-scale", type=float, default=0.2,
@@ -162,7 +166,7 @@ def run(args) -> int:
     truth = parse_truth(args.truth, model.space.names)
     idata = infer(model, image, sigma, backend=args.backend, num_chains=args.chains,
                   num_warmup=args.warmup, num_samples=args.samples, seed=args.seed,
-                  latent=args.latent)
+                  latent=args.latent, uncertainty=args.uncertainty)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     idata.to_netcdf(str(tmp))

@@ -36,6 +36,10 @@ def register(sub) -> None:
                    help="NUTS draws per chain (default 250, --quick 60)")
     p.add_argument("--sbc-draws", type=int, default=None, metavar="L",
                    help="thinned draws per replicate, ranks in 0..L (default 100, --quick 15)")
+    p.add_argument("--sbc-uncertainty", choices=("anchored", "pointwise", "none"),
+                   default="anchored",
+                   help="emulator uncertainty in the SBC likelihood: held at each posterior's "
+                        "mode (default), recomputed at every step, or none (plug-in mean image)")
     p.add_argument("--noise-sigma", type=float, default=None,
                    help="pixel noise (counts/pixel; default: the test dataset's noise model)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -90,6 +94,7 @@ def run(args) -> int:
             if value < 1:
                 raise BayesemuInputError(f"--{opt.replace('_', '-')} must be >= 1, got {value}")
             settings = settings._replace(**{field: value})
+    settings = settings._replace(uncertainty=args.sbc_uncertainty)
     if settings.n_draws > settings.num_chains * settings.num_samples:
         raise BayesemuInputError(
             f"--sbc-draws {settings.n_draws} exceeds chains x samples "

@@ -46,7 +46,8 @@ def check_image(image, shape, *, where: str = "image") -> np.ndarray:
 def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str = "numpyro",
           num_chains: int = 4, num_warmup: int = 500, num_samples: int = 1000, seed: int = 0, *,
           latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
-          num_init_candidates: int = 64, dense_mass: bool = True, check: bool = True):
+          num_init_candidates: int = 64, dense_mass: bool = True, check: bool = True,
+          uncertainty: str = "anchored"):
     """Sample the posterior of ``model``'s parameters given one observed image.
 
     Parameters
@@ -69,6 +70,15 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         ``"marginal"``: the model's (approximately) marginalised likelihood;
         ``"sample"``: NUTS over (theta, z), z ~ p(z | theta); the posterior then
         also holds ``z``.
+    uncertainty : {"anchored", "pointwise", "none"}
+        Emulators with ``latent="marginal"``: how the emulator's own
+        uncertainty enters the likelihood. ``"anchored"`` (default): its
+        covariance is computed once, at the best chain start (a posterior
+        mode found by the initialisation climb), and held fixed while the mean
+        image follows theta (:meth:`~bayesemu.emulator.Emulator.frozen_uncertainty`);
+        ``"pointwise"``: recomputed at every theta (several times slower for
+        a GP with many inducing points, or a VAE/MAF); ``"none"``: plug-in
+        mean image, no emulator uncertainty. Exact models ignore it.
     target_accept, max_tree_depth : NUTS settings.
     dense_mass : bool
         Adapt a full inverse mass matrix during warm-up (default; galaxy
@@ -100,23 +110,28 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     sigma = check_noise_sigma(noise_sigma)
     img = check_image(image, model.image_shape)
     priors = resolve_priors(model.space, prior)
-    ld = build_log_density(model, priors, latent)
+    ld = build_log_density(model, priors, latent, uncertainty)
 
     key_init, key_run = jax.random.split(jax.random.PRNGKey(seed))
     t0 = time.perf_counter()
     init = jax.jit(lambda k, im, s: initial_positions(k, ld, im, s, num_chains,
                                                       num_init_candidates))(
         key_init, jnp.asarray(img), jnp.float32(sigma))
+    frozen = None
+    if ld.freeze is not None:
+        frozen = jax.jit(ld.freeze)(init, jnp.asarray(img), jnp.float32(sigma))
     if backend == "numpyro":
         from .numpyro_backend import run_numpyro as run
     else:
         from .blackjax_backend import run_blackjax as run
     samples, stats = run(key_run, ld, img, sigma, init, num_warmup=int(num_warmup),
                          num_samples=int(num_samples), target_accept=target_accept,
-                         max_tree_depth=max_tree_depth, dense_mass=bool(dense_mass))
+                         max_tree_depth=max_tree_depth, dense_mass=bool(dense_mass),
+                         frozen=frozen)
     elapsed = time.perf_counter() - t0
     attrs = {
         "model": str(model.identifier), "backend": backend, "latent": latent,
+        "uncertainty": uncertainty,
         "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
         "dense_mass": int(bool(dense_mass)), "sampling_time_s": float(elapsed),

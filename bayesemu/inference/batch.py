@@ -37,15 +37,16 @@ def _batched_sampler(model, prior, settings):
     if hit is not None and hit[0] is model:
         return hit[1]
     (latent, num_chains, num_warmup, num_samples, target_accept, max_tree_depth, n_cand, dense,
-     vectorize, devs) = settings
-    ld = build_log_density(model, resolve_priors(model.space, prior), latent)
+     vectorize, devs, uncertainty) = settings
+    ld = build_log_density(model, resolve_priors(model.space, prior), latent, uncertainty)
 
     def one(key, image, sigma):
         k_init, k_run = jax.random.split(key)
         init = initial_positions(k_init, ld, image, sigma, num_chains, n_cand)
+        frozen = ld.freeze(init, image, sigma) if ld.freeze is not None else None
         return sample_galaxy(k_run, ld, image, sigma, init, num_warmup=num_warmup,
                              num_samples=num_samples, target_accept=target_accept,
-                             max_tree_depth=max_tree_depth, dense_mass=dense)
+                             max_tree_depth=max_tree_depth, dense_mass=dense, frozen=frozen)
 
     if vectorize == "vmap":
         batched = jax.vmap(one, in_axes=(0, 0, None))
@@ -68,7 +69,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
                 num_warmup: int = 500, num_samples: int = 500, seed: int = 0,
                 latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
                 num_init_candidates: int = 64, dense_mass: bool = True, devices=None,
-                vectorize: str | None = None):
+                vectorize: str | None = None, uncertainty: str = "anchored"):
     """Posteriors of G galaxies at once (independent, same model and noise).
 
     Each galaxy gets ``num_chains`` chains with their own window adaptation;
@@ -84,6 +85,9 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     noise_sigma : float, counts/pixel, shared by all galaxies
     dense_mass : bool
         Full (default) or diagonal inverse mass matrix, as in :func:`~bayesemu.inference.infer`.
+    uncertainty : {"anchored", "pointwise", "none"}
+        The emulator's uncertainty in the likelihood, as in
+        :func:`~bayesemu.inference.infer` (anchored at each galaxy's own best start).
     devices : sequence of jax devices, optional (default ``jax.devices()``)
     vectorize : {"vmap", "map"} or None
         How galaxies share a device: ``"vmap"`` runs them in lock-step (every
@@ -119,7 +123,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         raise BayesemuInputError(f"vectorize must be 'vmap', 'map' or None, got {vectorize!r}")
     settings = (latent, int(num_chains), int(num_warmup), int(num_samples), float(target_accept),
                 int(max_tree_depth), int(num_init_candidates), bool(dense_mass), vectorize,
-                tuple(devices[:n_dev]))
+                tuple(devices[:n_dev]), uncertainty)
     batched = _batched_sampler(model, prior, settings)
     keys = jax.random.split(jax.random.PRNGKey(seed), n_gal)  # independent of the padding
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
@@ -133,6 +137,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         return np.moveaxis(x, 0, 2)
 
     attrs = {"model": str(model.identifier), "backend": "blackjax", "latent": latent,
+             "uncertainty": uncertainty,
              "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
              "num_warmup": int(num_warmup), "num_samples": int(num_samples),
              "num_galaxies": int(n_gal), "num_devices": int(n_dev), "vectorize": vectorize,

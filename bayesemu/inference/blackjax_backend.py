@@ -49,13 +49,15 @@ def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples
 
 def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
                   num_warmup: int, num_samples: int, target_accept: float = 0.8,
-                  max_tree_depth: int = 10, dense_mass: bool = True):
+                  max_tree_depth: int = 10, dense_mass: bool = True, frozen=None):
     """Chains vmapped over the leading axis of ``init_params``; pure JAX.
+
+    ``frozen`` is the model's frozen emulator covariance (``log_density.freeze``).
 
     Returns physical-unit samples ``{site: [C, S, ...]}`` and stats ``[C, S]``.
     """
     def logdensity(p):
-        return -log_density.potential(p, image, noise_sigma)
+        return -log_density.potential(p, image, noise_sigma, frozen)
 
     def chain(key, pos):
         return nuts_chain(key, pos, logdensity, num_warmup=num_warmup, num_samples=num_samples,
@@ -71,11 +73,13 @@ def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_par
 
 def run_blackjax(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
                  num_warmup: int, num_samples: int, target_accept: float = 0.8,
-                 max_tree_depth: int = 10, dense_mass: bool = True):
+                 max_tree_depth: int = 10, dense_mass: bool = True, frozen=None):
     """Same contract as :func:`~bayesemu.inference.numpyro_backend.run_numpyro`."""
-    fn = jax.jit(lambda key, img, sig, init: sample_galaxy(
+    fn = jax.jit(lambda key, img, sig, init, fr: sample_galaxy(
         key, log_density, img, sig, init, num_warmup=num_warmup, num_samples=num_samples,
-        target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass))
-    samples, stats = fn(rng_key, jnp.asarray(image), jnp.float32(noise_sigma), init_params)
+        target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+        frozen=fr))
+    samples, stats = fn(rng_key, jnp.asarray(image), jnp.float32(noise_sigma), init_params,
+                        frozen)
     return ({k: np.asarray(v) for k, v in samples.items()},
             {k: np.asarray(v) for k, v in stats.items()})

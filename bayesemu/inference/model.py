@@ -23,10 +23,12 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
 
-__all__ = ["LATENT_MODES", "LATENT_SITE", "NOISE_SITE", "default_priors", "resolve_priors",
+__all__ = ["LATENT_MODES", "UNCERTAINTY_MODES", "LATENT_SITE", "NOISE_SITE", "default_priors", "resolve_priors",
            "galaxy_model", "LogDensity", "build_log_density", "initial_positions"]
 
 LATENT_MODES = ("marginal", "sample")
+#: How the marginal likelihood treats the emulator's own uncertainty (latent="marginal").
+UNCERTAINTY_MODES = ("anchored", "pointwise", "none")
 #: Name of the latent-vector sample site (and posterior variable) when latent="sample".
 LATENT_SITE = "z"
 #: Name of the standard-normal site of the non-centred form, z = T(eps; theta).
@@ -59,7 +61,8 @@ def resolve_priors(space: ParameterSpace, prior: Mapping | None) -> dict:
     return priors
 
 
-def galaxy_model(image, noise_sigma, *, forward, priors: Mapping, latent: str = "marginal"):
+def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
+                 latent: str = "marginal", uncertainty: str = "pointwise"):
     """numpyro model: theta ~ priors; [z ~ p(z | theta)]; image ~ N(model, sigma^2).
 
     Parameters
@@ -81,6 +84,13 @@ def galaxy_model(image, noise_sigma, *, forward, priors: Mapping, latent: str = 
         the latent scales; otherwise centred: ``z [L]`` weighted by
         ``forward.latent_log_prob``. Either way the image is weighted by
         ``forward.log_likelihood_latent``.
+    frozen : array, optional
+        ``forward.frozen_uncertainty(theta0)`` (emulators): the marginal
+        likelihood keeps that covariance factor fixed (``uncertainty="anchored"``).
+    uncertainty : {"anchored", "pointwise", "none"}
+        Emulators only, with ``latent="marginal"``: ``"none"`` plugs in the
+        mean image (``emulator_uncertainty=False``); otherwise the covariance
+        is ``frozen`` when given, else recomputed at every theta.
     """
     names = forward.space.names
     theta = jnp.stack([numpyro.sample(n, priors[n]) for n in names])
@@ -98,8 +108,19 @@ def galaxy_model(image, noise_sigma, *, forward, priors: Mapping, latent: str = 
             dist.ImproperUniform(constraints.real_vector, (), (forward.latent_dim,)))
         numpyro.factor("latent_prior", forward.latent_log_prob(z, theta))
         numpyro.factor("likelihood", forward.log_likelihood_latent(theta, z, image, noise_sigma))
+    elif uncertainty == "none" and _has_uncertainty(forward):
+        numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma,
+                                                            emulator_uncertainty=False))
+    elif frozen is not None:
+        numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma,
+                                                            frozen=frozen))
     else:
         numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma))
+
+
+def _has_uncertainty(forward) -> bool:
+    """Whether ``forward`` is an emulator with its own (freezable) uncertainty."""
+    return callable(getattr(forward, "frozen_uncertainty", None))
 
 
 def _non_centred(forward) -> bool:
@@ -121,10 +142,14 @@ def _outputs(forward, latent):
 class LogDensity(NamedTuple):
     """Pure functions of the posterior on the unconstrained space.
 
-    ``potential(params, image, noise_sigma)`` is minus the log density
-    (Jacobians included); ``constrain(params, image, noise_sigma)`` maps an
-    unconstrained dict to physical values; ``shapes`` gives each site's
-    unconstrained shape; ``model`` is the numpyro model they come from.
+    ``potential(params, image, noise_sigma, frozen=None)`` is minus the log
+    density (Jacobians included); ``constrain(params, image, noise_sigma)``
+    maps an unconstrained dict to physical values; ``shapes`` gives each
+    site's unconstrained shape; ``model`` is the numpyro model they come from.
+    ``freeze(init_params, image, noise_sigma)``, present for
+    ``uncertainty="anchored"`` on an emulator, returns the ``frozen``
+    argument: the emulator's covariance factor at the best of the starting
+    points (lowest potential).
     """
 
     model: Callable
@@ -133,16 +158,28 @@ class LogDensity(NamedTuple):
     shapes: dict
     names: tuple
     latent_init: Callable | None = None
+    freeze: Callable | None = None
 
 
-def build_log_density(forward, priors: Mapping, latent: str = "marginal") -> LogDensity:
-    """Pure log-density functions of :func:`galaxy_model` for ``forward``."""
+def build_log_density(forward, priors: Mapping, latent: str = "marginal",
+                      uncertainty: str = "anchored") -> LogDensity:
+    """Pure log-density functions of :func:`galaxy_model` for ``forward``.
+
+    ``uncertainty`` (emulators, ``latent="marginal"``): ``"anchored"`` (the
+    emulator covariance held at a posterior mode, see
+    :meth:`bayesemu.emulator.Emulator.frozen_uncertainty`), ``"pointwise"``
+    (recomputed at every theta) or ``"none"`` (plug-in mean image).
+    """
     if latent not in LATENT_MODES:
         raise BayesemuInputError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
+    if uncertainty not in UNCERTAINTY_MODES:
+        raise BayesemuInputError(
+            f"uncertainty must be one of {UNCERTAINTY_MODES}, got {uncertainty!r}")
     if latent == "sample" and int(getattr(forward, "latent_dim", 0)) <= 0:
         raise BayesemuInputError(
             f"latent='sample' needs a model with latent variables; {forward.identifier!r} has none")
-    model = partial(galaxy_model, forward=forward, priors=dict(priors), latent=latent)
+    model = partial(galaxy_model, forward=forward, priors=dict(priors), latent=latent,
+                    uncertainty=uncertainty)
     h, w = forward.image_shape
     zeros = jnp.zeros((max(int(getattr(forward, "latent_dim", 0)), 1),))
     probe = numpyro.handlers.substitute(numpyro.handlers.seed(model, 0),
@@ -151,11 +188,12 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal") -> Log
     shapes = {k: tuple(biject_to(s["fn"].support).inverse_shape(jnp.shape(s["value"])))
               for k, s in tr.items() if k in _sites(forward, latent)}
 
-    def potential(params, image, noise_sigma):
-        return potential_energy(model, (image, noise_sigma), {}, params)
+    def potential(params, image, noise_sigma, frozen=None):
+        return potential_energy(model, (image, noise_sigma, frozen), {}, params)
 
-    def constrain(params, image, noise_sigma):
-        return constrain_fn(model, (image, noise_sigma), {}, params, return_deterministic=True)
+    def constrain(params, image, noise_sigma, frozen=None):
+        return constrain_fn(model, (image, noise_sigma, frozen), {}, params,
+                            return_deterministic=True)
 
     names = _outputs(forward, latent)
     latent_init = None
@@ -165,7 +203,15 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal") -> Log
     elif latent == "sample" and hasattr(forward, "latent_mean"):
         def latent_init(values):
             return forward.latent_mean(jnp.stack([values[n] for n in forward.space.names]))
-    return LogDensity(model, potential, constrain, shapes, names, latent_init)
+    freeze = None
+    if latent == "marginal" and uncertainty == "anchored" and _has_uncertainty(forward):
+        def freeze(init_params, image, noise_sigma):
+            pot = jax.vmap(lambda p: potential(p, image, noise_sigma))(init_params)
+            best = jnp.argmin(jnp.where(jnp.isfinite(pot), pot, jnp.inf))
+            values = constrain(jax.tree.map(lambda x: x[best], init_params), image, noise_sigma)
+            theta0 = jnp.stack([values[n] for n in forward.space.names])
+            return forward.frozen_uncertainty(theta0)
+    return LogDensity(model, potential, constrain, shapes, names, latent_init, freeze)
 
 
 def initial_positions(rng_key, log_density: LogDensity, image, noise_sigma, num_chains: int,

@@ -14,7 +14,7 @@ __all__ = ["run_numpyro"]
 def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
                 num_warmup: int, num_samples: int, target_accept: float = 0.8,
                 max_tree_depth: int = 10, chain_method: str | None = None,
-                dense_mass: bool = True):
+                dense_mass: bool = True, frozen=None):
     """Sample the posterior of ``log_density.model`` with numpyro's NUTS.
 
     Parameters
@@ -31,6 +31,8 @@ def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_param
     dense_mass : bool
         Adapt a full inverse mass matrix (the parameters of a galaxy are
         correlated: flux with size, size with PSF width).
+    frozen : array, optional
+        The model's ``frozen`` argument (``log_density.freeze`` output).
 
     Returns
     -------
@@ -48,7 +50,7 @@ def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_param
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=False)
     init = init_params if num_chains > 1 else jax.tree.map(lambda x: x[0], init_params)
-    mcmc.run(rng_key, jnp.asarray(image), noise_sigma, init_params=init,
+    mcmc.run(rng_key, jnp.asarray(image), noise_sigma, frozen, init_params=init,
              extra_fields=("diverging", "adapt_state.step_size", "num_steps", "accept_prob",
                            "energy", "potential_energy"))
     raw = mcmc.get_samples(group_by_chain=True)

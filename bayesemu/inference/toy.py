@@ -106,18 +106,25 @@ class LinearLatentModel:
     def log_likelihood_latent(self, theta, z, image, noise_sigma):
         return gaussian_log_likelihood(self.decode(z), image, noise_sigma)
 
-    def log_likelihood(self, theta, image, noise_sigma):
+    def frozen_uncertainty(self, theta0):
+        """The latent scale at ``theta0`` (constant here), as an emulator's
+        :meth:`~bayesemu.emulator.Emulator.frozen_uncertainty`."""
+        return jnp.asarray(self.latent_scale, jnp.float32)
+
+    def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True,
+                       frozen=None):
         mean = self.decode(self.latent_mean(theta))
-        if self.plugin:
+        if self.plugin or not emulator_uncertainty:
             return gaussian_log_likelihood(mean, image, noise_sigma)
         # Exact marginal N(mean, sigma^2 I + s^2 D D^T), by Woodbury on the L x L system.
         r = (image - mean).ravel()
-        s2, v = self.latent_scale**2, jnp.asarray(noise_sigma) ** 2
+        s = self.latent_scale if frozen is None else frozen
+        s2, v = s**2, jnp.asarray(noise_sigma) ** 2
         K = jnp.eye(self.latent_dim) / s2 + self.D.T @ self.D / v
         Dr = self.D.T @ r
         quad = r @ r / v - Dr @ jnp.linalg.solve(K, Dr) / v**2
         n = r.shape[0]
-        logdet = (n * jnp.log(v) + self.latent_dim * math.log(s2)
+        logdet = (n * jnp.log(v) + self.latent_dim * jnp.log(s2)
                   + jnp.linalg.slogdet(K)[1])
         return -0.5 * (quad + logdet + n * math.log(2 * math.pi))
 

@@ -55,6 +55,10 @@ class SBCSettings(NamedTuple):
         the chain stays exact, only its efficiency changes). In a vmapped
         batch every replicate waits for the deepest tree, so a cap bounds the
         cost of the few replicates with awkward posteriors.
+    uncertainty : {"anchored", "pointwise", "none"}
+        How the emulator's own uncertainty enters the likelihood
+        (:func:`bayesemu.infer`); ``"none"`` (plug-in) shows what
+        marginalising it buys.
     """
 
     n_replicates: int = 200
@@ -64,6 +68,7 @@ class SBCSettings(NamedTuple):
     num_samples: int = 250
     batch_size: int = 25
     max_tree_depth: int = 8
+    uncertainty: str = "anchored"
 
 
 #: Test-sized runs (``validate(..., quick=True)``).
@@ -183,7 +188,8 @@ def simulate_observations(theta, *, space: ParameterSpace, stamp: int, pixel_sca
 
 def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_warmup: int,
                      num_samples: int, seed: int, batch_size: int, max_tree_depth: int = 10,
-                     progress: bool = False, desc: str = "posteriors") -> tuple[np.ndarray, np.ndarray]:
+                     progress: bool = False, desc: str = "posteriors",
+                     uncertainty: str = "anchored") -> tuple[np.ndarray, np.ndarray]:
     """NUTS posteriors of many images with :func:`bayesemu.inference.infer_batch`.
 
     Images are sampled ``batch_size`` at a time (the last batch padded by
@@ -211,7 +217,8 @@ def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
             idata = infer_batch(model, chunk, noise_sigma, num_chains=num_chains,
                                 num_warmup=num_warmup, num_samples=num_samples,
-                                max_tree_depth=max_tree_depth, seed=int(seed) * 100003 + b)
+                                max_tree_depth=max_tree_depth, seed=int(seed) * 100003 + b,
+                                uncertainty=uncertainty)
             post = idata.posterior
             # (chain, draw, galaxy) -> (galaxy, chain, draw, param)
             arr = np.stack([np.moveaxis(np.asarray(post[k].values), 2, 0) for k in names], -1)
@@ -264,7 +271,7 @@ def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, s
                                     num_warmup=s.num_warmup, num_samples=s.num_samples,
                                     seed=seed, batch_size=s.batch_size,
                                     max_tree_depth=s.max_tree_depth, progress=progress,
-                                    desc="SBC posteriors")
+                                    desc="SBC posteriors", uncertainty=s.uncertainty)
     draws, sufficient = thin_replicates(chains, s.n_draws)
     return SBCRun(theta_true=theta, images=images, chains=chains, draws=draws,
                   sufficient=sufficient, n_divergent=ndiv, settings=s,
@@ -284,6 +291,7 @@ def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
     sbc.update(n_draws=int(s.n_draws), num_chains=int(s.num_chains),
                num_warmup=int(s.num_warmup), num_samples=int(s.num_samples),
                max_tree_depth=int(s.max_tree_depth), noise_sigma=float(run.noise_sigma),
+               uncertainty=str(s.uncertainty),
                fraction_ess_sufficient=float(np.mean(run.sufficient)),
                divergent_fraction=float(np.sum(run.n_divergent)
                                         / (run.chains.shape[0] * s.num_chains * s.num_samples)),
