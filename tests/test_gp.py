@@ -22,7 +22,7 @@ def smooth(u):
 def fitted():
     rng = np.random.default_rng(1)
     u = rng.random((200, 3))
-    cond = fit_gp(u, smooth(u), n_hyper=200, steps=40, progress=False)
+    cond = fit_gp(u, smooth(u), n_hyper=200, steps=40, variance="gp", progress=False)
     return cond, u
 
 
@@ -104,7 +104,7 @@ def _noisy_problem(n, seed=5):
 def _variance_ratio(n, m, n_hyper=128, steps=15):
     # hyperparameters need not be optimal to compare two variances under them
     u, z, ut = _noisy_problem(n)
-    cond = fit_gp(u, z, n_hyper=n_hyper, steps=steps, n_var=m, progress=False)
+    cond = fit_gp(u, z, n_hyper=n_hyper, steps=steps, n_var=m, variance="gp", progress=False)
     _, v = cond.mean_and_var(ut)
     ve = cond.exact_variance(ut)[:, 0]
     # the comparison is meaningful only well above the float32 floor
@@ -209,3 +209,83 @@ def test_adam_and_expsquared_also_fit():
     ut = rng.uniform(0.1, 0.9, (50, 2))
     err = np.asarray(cond.mean(ut))[:, 0] - (np.sin(3 * ut[:, 0]) + ut[:, 1])
     assert np.sqrt(np.mean(err**2)) < 0.02 * z.std()
+
+
+def _rough_corner(u):
+    """Smooth everywhere except a rapidly oscillating corner u0 > 0.7."""
+    rough = 0.3 * np.sin(25 * u[:, 1]) / (1 + np.exp(-40 * (u[:, 0] - 0.7)))
+    return (np.sin(3 * u[:, 0]) + u[:, 1] ** 2 + rough)[:, None]
+
+
+@pytest.fixture(scope="module")
+def loo_fit():
+    rng = np.random.default_rng(11)
+    u = rng.random((400, 2))
+    return fit_gp(u, _rough_corner(u), n_hyper=400, steps=40, progress=False), u
+
+
+def test_loo_errors_equal_brute_force_refits(loo_fit):
+    """err_r2 + noise is (y_i - mean of the GP refitted without point i)^2, float64."""
+    from bayesemu.conditioners.gp import _gram_np
+
+    cond, u = loo_fit
+    assert cond.variance == "loo" and cond.err_r2.shape == (400, 1)
+    y = (_rough_corner(u)[:, 0] - float(cond.z_mean[0])) / float(cond.z_std[0])
+    amp, il, noise = float(cond.amp[0]), np.asarray(cond.inv_ls2[0], np.float64), float(cond.noise[0])
+    x_err = np.asarray(cond.err_x, np.float64)
+    for i in (0, 57, 123, 399):
+        j = int(np.argmin(np.sum((u - x_err[i]) ** 2, 1)))
+        keep = np.arange(len(u)) != j
+        K = _gram_np("matern52", u[keep], u[keep], amp, il) + noise * np.eye(len(u) - 1)
+        k = _gram_np("matern52", u[keep], u[j:j + 1], amp, il)[:, 0]
+        r2 = (y[j] - k @ np.linalg.solve(K, y[keep])) ** 2
+        got = float(cond.err_r2[i, 0]) + noise
+        assert abs(got - r2) < 1e-3 * r2 + 2.0**-17 * amp, (i, got, r2)
+
+
+def test_loo_variance_is_calibrated_and_follows_the_error(loo_fit):
+    """On held-out points the errors divided by the loo sd have rms ~1, and the
+    loo variance is much larger in the rough corner, where the errors are; the
+    stationary GP variance of the same fit is not. Points within 0.03 of the
+    box edges are left out: there the GP extrapolates and the neighbours'
+    leave-one-out errors understate its error (rms z ~3 over the whole square,
+    from the corners)."""
+    import dataclasses
+
+    cond, _ = loo_fit
+    ut = np.random.default_rng(12).uniform(0.03, 0.97, (2000, 2))
+    err = np.asarray(cond.mean(ut))[:, 0] - _rough_corner(ut)[:, 0]
+    _, v = cond.mean_and_var(ut, include_noise=True)  # what the emulator's likelihood uses
+    v = np.asarray(v)[:, 0]
+    rms_z = np.sqrt(np.mean(err**2 / v))
+    assert 0.6 < rms_z < 1.6, rms_z
+    rough, smooth_ = ut[:, 0] > 0.8, ut[:, 0] < 0.6
+    err_ratio = np.mean(err[rough] ** 2) / np.mean(err[smooth_] ** 2)
+    loo_ratio = np.median(v[rough]) / np.median(v[smooth_])
+    assert err_ratio > 10 and loo_ratio > 10, (err_ratio, loo_ratio)
+    gp = dataclasses.replace(cond, err_x=None, err_r2=None)
+    assert gp.variance == "gp"
+    _, vg = gp.mean_and_var(ut, include_noise=True)
+    vg = np.asarray(vg)[:, 0]
+    assert np.median(vg[rough]) / np.median(vg[smooth_]) < 0.2 * loo_ratio
+
+
+def test_loo_state_round_trip_and_old_files(loo_fit):
+    import json
+
+    cond, _ = loo_fit
+    config, arrays = cond.state()
+    config = json.loads(json.dumps(config))
+    assert config["variance"] == "loo" and "err_r2" in arrays
+    back = GPConditioner.from_state(config, {k: a.copy() for k, a in arrays.items()})
+    ut = np.random.default_rng(6).random((10, 2))
+    for a, b in zip(cond.mean_and_var(ut), back.mean_and_var(ut)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # a state written before the loo variance existed loads with the GP variance
+    old = {k: v for k, v in config.items() if k not in ("variance", "n_err", "err_bandwidth")}
+    old_arrays = {k: v for k, v in arrays.items() if not k.startswith("err_")}
+    assert GPConditioner.from_state(old, old_arrays).variance == "gp"
+    with pytest.raises(FileFormatError, match="err_bandwidth"):
+        GPConditioner.from_state({**config, "err_bandwidth": -1.0}, arrays)
+    with pytest.raises(BayesemuInputError, match="variance"):
+        fit_gp(ut, ut[:, :1], variance="dtc", progress=False)
