@@ -347,7 +347,8 @@ def benchmark_emulators(s: Settings, cache: str | os.PathLike | None = None,
     import bayesemu
 
     tag = (f"{'quick' if s.quick else 'full'}-n{s.n_train}-s{s.stamp}-e{s.vae_epochs}"
-           f"-g{s.gp_steps}x{s.gp_n_hyper}-m{s.maf_epochs}-p{s.pca_threshold:g}")
+           f"-g{s.gp_steps}x{s.gp_n_hyper}-m{s.maf_epochs}-p{s.pca_threshold:g}"
+           "-vloo")  # GP variance model of the library default (files before it: "gp")
     root = Path(cache) / f"emulators-{tag}" if cache else None
     out, ds = {}, None
     for name in names:

@@ -59,11 +59,13 @@ def nuts_numpyro_timed(model, image, *, chains, warmup, samples, seed=0):
     ld = build_log_density(model, default_priors(model.space))
     init = initial_positions(jax.random.PRNGKey(seed), ld, jnp.asarray(image, jnp.float32),
                              SIGMA, chains)
+    # anchored emulator uncertainty, as bayesemu.infer does by default (None: exact models)
+    frozen = ld.freeze(init, jnp.asarray(image, jnp.float32), SIGMA) if ld.freeze else None
     mcmc = MCMC(NUTS(ld.model, dense_mass=True), num_warmup=warmup, num_samples=samples,
                 num_chains=chains, chain_method="vectorized", progress_bar=False)
     c0 = compile_seconds()
     t0 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed + 1), jnp.asarray(image, jnp.float32), SIGMA,
+    mcmc.run(jax.random.PRNGKey(seed + 1), jnp.asarray(image, jnp.float32), SIGMA, frozen,
              init_params=init, extra_fields=("diverging",))
     jax.block_until_ready(mcmc.get_samples())
     wall = time.perf_counter() - t0

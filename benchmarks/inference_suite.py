@@ -114,7 +114,8 @@ def nuts(model, image, s, *, backend="numpyro", chains, warmup, samples, seed=0)
             num_warmup=warmup, num_samples=samples, seed=seed, check=False,
             max_tree_depth=s.max_tree_depth))
     out = summarize(idata, wall, comp, model.space.names)
-    out.update(backend=backend, num_warmup=warmup)
+    out.update(backend=backend, num_warmup=warmup,
+               uncertainty=idata.posterior.attrs.get("uncertainty", "n/a"))
     return out
 
 

@@ -296,3 +296,24 @@ def test_frozen_uncertainty_matches_pointwise_where_anchored(data, pca_gp):
     zero = jnp.zeros_like(fr)
     plug = float(pca_gp.log_likelihood(t1, image, 10.0, emulator_uncertainty=False))
     assert abs(float(pca_gp.log_likelihood(t1, image, 10.0, frozen=zero)) - plug) < 1e-4 * abs(plug)
+
+
+def test_latent_zscores_of_the_conditioners_own_draws_are_standard(data, pca_gp):
+    """validate's uncertainty-calibration metric: latents drawn from the emulator's own
+    p(z | theta) whiten to N(0, 1); its mean latents to 0."""
+    from bayesemu.validation.run import latent_zscores, uncertainty_calibration
+
+    _, test = data
+    params = np.asarray(test.params, np.float64)
+    u, _ = pca_gp._split(jnp.asarray(params, jnp.float32))
+    keys = jax.random.split(jax.random.key(5), len(params))
+    draws = np.stack([np.asarray(pca_gp.conditioner.sample(k, u[i], 1)[0])
+                      for i, k in enumerate(keys)])
+    zs = latent_zscores(pca_gp, draws, params)
+    assert zs.shape == (len(params), pca_gp.latent_dim)
+    cal = uncertainty_calibration(zs)
+    n = cal["n_values"]
+    assert abs(cal["rms_z"] - 1) < 4 / np.sqrt(2 * n) + 0.02, cal
+    assert abs(cal["robust_sd_z"] - 1) < 0.1, cal
+    mean = np.asarray(pca_gp.conditioner.mean(u))
+    assert np.abs(latent_zscores(pca_gp, mean, params)).max() < 1e-2
