@@ -147,6 +147,8 @@ class MAFConditioner(eqx.Module):
     def _mean(self, c):
         zeros = jnp.zeros(self.latent_dim, jnp.float32)
         tr = lambda ci: self.flow.bijection.transform(zeros, ci)  # noqa: E731
+        if c.ndim == 1:  # one point: skip the vmap (cheaper on CPU)
+            return tr(c) * self.z_std + self.z_mean
         flat = c.reshape(-1, self.param_dim)
         s = jax.vmap(tr)(flat).reshape(c.shape[:-1] + (self.latent_dim,))
         return s * self.z_std + self.z_mean
