@@ -66,7 +66,7 @@ def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_par
 
     num_chains = next(iter(init_params.values())).shape[0]
     pos, stats = jax.vmap(chain)(jax.random.split(rng_key, num_chains), init_params)
-    constrain = jax.vmap(jax.vmap(lambda p: log_density.constrain(p, image, noise_sigma)))
+    constrain = jax.vmap(jax.vmap(lambda p: log_density.constrain(p, image, noise_sigma, frozen)))
     values = constrain(pos)
     return {k: values[k] for k in log_density.names}, stats
 
