@@ -46,8 +46,8 @@ class QuickstartConfig(NamedTuple):
     n_compare: int = 1
     umap: bool = True
     gp_steps: int = 100
-    #: GP inducing points of the predictive variance (DTC; fewer = cheaper NUTS steps and a
-    #: more conservative variance). 512 made one-galaxy NUTS take > 15 min with 37 latents.
+    #: GP inducing points of the GP's own (DTC) variance, kept in the model as the "gp"
+    #: alternative; the default "loo" variance and the anchored likelihood do not use it.
     gp_n_var: int = 128
     #: PCA explained-variance threshold. 0.9999 (37 components on the default space) rather
     #: than the report's 0.995 (14), whose truncation makes galaxies rounder (m ~ -0.04):

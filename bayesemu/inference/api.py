@@ -76,8 +76,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         covariance is computed once, at the best chain start (a posterior
         mode found by the initialisation climb), and held fixed while the mean
         image follows theta (:meth:`~bayesemu.emulator.Emulator.frozen_uncertainty`);
-        ``"pointwise"``: recomputed at every theta (several times slower for
-        a GP with many inducing points, or a VAE/MAF); ``"none"``: plug-in
+        ``"pointwise"``: recomputed at every theta (slower: the VAE/MAF need
+        Jacobians at every step, the GP's "gp" variance O(M^2 L)); ``"none"``: plug-in
         mean image, no emulator uncertainty. Exact models ignore it.
     target_accept, max_tree_depth : NUTS settings.
     dense_mass : bool
