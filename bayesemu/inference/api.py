@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import BayesemuInputError
 from .diagnostics import check_convergence, to_inference_data
-from .model import build_log_density, initial_positions, resolve_priors
+from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
 
 __all__ = ["BACKENDS", "infer", "check_image", "check_noise_sigma"]
 
@@ -131,7 +131,7 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     elapsed = time.perf_counter() - t0
     attrs = {
         "model": str(model.identifier), "backend": backend, "latent": latent,
-        "uncertainty": uncertainty,
+        "uncertainty": uncertainty_label(model, latent, uncertainty),
         "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
         "dense_mass": int(bool(dense_mass)), "sampling_time_s": float(elapsed),

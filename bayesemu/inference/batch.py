@@ -13,7 +13,7 @@ from ..errors import BayesemuInputError
 from .api import check_image, check_noise_sigma
 from .blackjax_backend import sample_galaxy
 from .diagnostics import to_inference_data
-from .model import build_log_density, initial_positions, resolve_priors
+from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
 
 __all__ = ["infer_batch"]
 
@@ -137,7 +137,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         return np.moveaxis(x, 0, 2)
 
     attrs = {"model": str(model.identifier), "backend": "blackjax", "latent": latent,
-             "uncertainty": uncertainty,
+             "uncertainty": uncertainty_label(model, latent, uncertainty),
              "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
              "num_warmup": int(num_warmup), "num_samples": int(num_samples),
              "num_galaxies": int(n_gal), "num_devices": int(n_dev), "vectorize": vectorize,

@@ -23,8 +23,9 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
 
-__all__ = ["LATENT_MODES", "UNCERTAINTY_MODES", "LATENT_SITE", "NOISE_SITE", "default_priors", "resolve_priors",
-           "galaxy_model", "LogDensity", "build_log_density", "initial_positions"]
+__all__ = ["LATENT_MODES", "UNCERTAINTY_MODES", "uncertainty_label", "LATENT_SITE",
+           "NOISE_SITE", "default_priors", "resolve_priors", "galaxy_model", "LogDensity",
+           "build_log_density", "initial_positions"]
 
 LATENT_MODES = ("marginal", "sample")
 #: How the marginal likelihood treats the emulator's own uncertainty (latent="marginal").
@@ -116,6 +117,12 @@ def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
                                                             frozen=frozen))
     else:
         numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma))
+
+
+def uncertainty_label(forward, latent: str, uncertainty: str) -> str:
+    """What ``uncertainty`` means for this model: itself for an emulator with
+    ``latent="marginal"``, ``"n/a"`` otherwise (exact models, sampled latents)."""
+    return uncertainty if latent == "marginal" and _has_uncertainty(forward) else "n/a"
 
 
 def _has_uncertainty(forward) -> bool:
