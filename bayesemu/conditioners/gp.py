@@ -627,8 +627,8 @@ def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbf
         average of the squared leave-one-out errors of the fitted GP (see the
         module docstring: calibrated on held-out data, and larger where the
         emulator is worse, e.g. compact galaxies); ``"gp"`` the GP's own
-        DTC/exact variance (stationary; measured 2-10x too large in sd for
-        typical PCA latents).
+        DTC/exact variance (stationary; measured 2-12x too large in sd for
+        PCA latents: rms to typical error).
     n_loo : int
         Training points whose leave-one-out errors are computed (all if
         N <= n_loo, else a random subset): O(N^2 n_loo) per latent dimension.
@@ -698,6 +698,9 @@ def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbf
     var_factor = np.empty((L, M, M))
     loo_idx = np.sort(rng.choice(N, size=min(N, int(n_loo)), replace=False))
     err_r2 = np.empty((len(loo_idx), L)) if variance == "loo" else None
+    if err_r2 is not None:  # unit columns e_i of the leave-one-out points, shared by all dims
+        E = np.zeros((N, len(loo_idx)))
+        E[loo_idx, np.arange(len(loo_idx))] = 1.0
     boosts = 0
     for l in range(L):
         for _ in range(8):
@@ -708,10 +711,7 @@ def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbf
                 alpha[l] = cho_solve(cf, y64[:, l])
                 del K
                 if err_r2 is not None:  # LOO residual r_i = alpha_i / [K^-1]_ii
-                    E = np.zeros((N, len(loo_idx)))
-                    E[loo_idx, np.arange(len(loo_idx))] = 1.0
                     kinv_diag = np.sum(np.square(solve_triangular(cf[0], E, lower=True)), 0)
-                    del E
                     r2 = np.square(alpha[l, loo_idx] / kinv_diag) - noise[l]
                     err_r2[:, l] = np.maximum(r2, _VAR_FLOOR * amp[l])
                 del cf
