@@ -30,6 +30,13 @@ Prediction cost (evaluated at every NUTS leapfrog step)
 -------------------------------------------------------
 The mean uses ``alpha_l = (K_l + s_l I)^{-1} y_l`` precomputed on all N
 points (in float64, stored in float32): one ``u`` costs O(N P L).
+Above 8192 training points (``n_inducing="auto"``, or any ``n_inducing=M``)
+the mean is a subset-of-regressors GP instead: it still conditions on all N
+points, through M farthest-point inducing inputs,
+``alpha_l = (s_l Kmm + Kmn Knm)^{-1} Kmn y_l``, so fitting costs O(N M^2)
+time and O(N M) memory rather than O(N^3) and O(N^2), and one ``u`` costs
+O(M P L). Its leave-one-out residuals (for ``variance="loo"``) are the SoR
+model's own, exact through the Woodbury identity.
 
 The exact predictive variance costs O(N^2) per point. Instead we use the
 DTC / projected-process variance (Quinonero-Candela & Rasmussen 2005) with
@@ -117,6 +124,9 @@ _FIT_JITTER = 1e-4
 #: Floor of the latent-function variance relative to the amplitude (2^-18,
 #: about 30 float32 epsilons: below it the float32 variance is rounding noise).
 _VAR_FLOOR = 2.0**-18
+#: ``n_inducing="auto"``: exact GP mean up to this many points, SoR with _AUTO_INDUCING above.
+_AUTO_EXACT_MAX = 8192
+_AUTO_INDUCING = 1024
 
 
 class GPFitInfo(NamedTuple):
@@ -277,7 +287,12 @@ class GPConditioner(eqx.Module):
         if u.ndim == 1:  # one point (every NUTS step): a vmap of one is ~7x slower on CPU
             return fn(u)
         flat = u.reshape(-1, self.param_dim)
-        out = jax.vmap(fn)(flat)
+        if jax.default_backend() == "cpu":
+            # lax.map, not vmap: the vmapped kernel builds [B, N, L] temporaries and was
+            # measured 12x slower on CPU (3.3k vs 39k means/s, N = 512, L = 37, B = 1000)
+            out = jax.lax.map(fn, flat)
+        else:  # accelerators: one batched kernel
+            out = jax.vmap(fn)(flat)
         return out.reshape(u.shape[:-1] + (self.latent_dim,))
 
     # ---- public API ----------------------------------------------------------
@@ -469,6 +484,54 @@ def _dtc_factor(kernel, x, z, amp, inv_ls2, noise, eps=1e-9):
     return np.sqrt(d / (1.0 + d))[:, None] * (U.T @ Lm_inv)
 
 
+def _condition_exact(kernel, x, xm, y, amp, inv_ls2, noise, loo_idx, E):
+    """Exact GP on all N points: ``alpha = (K + s I)^-1 y`` [N] and the leave-one-out
+    residuals ``r_i = alpha_i / [(K + s I)^-1]_ii`` at ``loo_idx`` (E: their unit
+    columns), or None."""
+    from scipy.linalg import cho_factor, cho_solve, solve_triangular
+
+    N = len(x)
+    K = _gram_np(kernel, x, x, amp, inv_ls2)
+    K[np.diag_indices(N)] += noise
+    cf = cho_factor(K, lower=True)
+    del K
+    alpha = cho_solve(cf, y)
+    if loo_idx is None:
+        return alpha, None
+    kinv_diag = np.sum(np.square(solve_triangular(cf[0], E, lower=True)), 0)
+    return alpha, alpha[loo_idx] / kinv_diag
+
+
+def _condition_sor(kernel, x, xm, y, amp, inv_ls2, noise, loo_idx, E, eps=1e-8):
+    """Subset-of-regressors GP through inducing inputs ``xm`` [M]: the weights
+    ``alpha = (s Kmm + Kmn Knm)^-1 Kmn y`` [M] and the SoR model's exact
+    leave-one-out residuals at ``loo_idx`` (or None).
+
+    With ``Lm Lm^T = Kmm``, ``A = Lm^-1 Kmn / sqrt(s)`` and ``LB LB^T = I + A A^T``,
+    the SoR covariance ``Knm Kmm^-1 Kmn + s I`` has inverse ``(I - C^T C) / s``
+    with ``C = LB^-1 A`` (Woodbury), so ``r_i = (y - C^T C y)_i / (1 - |C_i|^2)``.
+    O(N M^2) time, O(N M) memory (float64).
+    """
+    from scipy.linalg import solve_triangular
+
+    M = len(xm)
+    Kmm = _gram_np(kernel, xm, xm, amp, inv_ls2)
+    Kmm[np.diag_indices(M)] += eps * amp
+    Lm = np.linalg.cholesky(Kmm)
+    A = solve_triangular(Lm, _gram_np(kernel, xm, x, amp, inv_ls2), lower=True) / np.sqrt(noise)
+    LB = np.linalg.cholesky(np.eye(M) + A @ A.T)
+    C = solve_triangular(LB, A, lower=True)
+    del A
+    Cy = C @ y
+    alpha = solve_triangular(Lm.T, solve_triangular(LB.T, Cy, lower=False),
+                             lower=False) / np.sqrt(noise)
+    if loo_idx is None:
+        return alpha, None
+    Cs = C[:, loo_idx]
+    r = (y[loo_idx] - Cs.T @ Cy) / (1.0 - np.sum(np.square(Cs), 0))
+    return alpha, r
+
+
 def _neighbour_distance(x: np.ndarray, k: int) -> float:
     """Mean Euclidean distance from each row of ``x`` to its k-th nearest other row."""
     n = len(x)
@@ -593,8 +656,8 @@ def _fit_hyper(xs, ys, kernel, floor, optimizer, steps, learning_rate, progress)
 def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbfgs",
            learning_rate: float = 0.05, kernel: str = "matern52", n_var: int = 512,
            min_noise: float = 1e-6, variance: str = "loo", n_loo: int = 4096,
-           loo_bandwidth: float | None = None, seed: int = 0, progress: bool = True,
-           return_info: bool = False):
+           loo_bandwidth: float | None = None, n_inducing: int | str | None = "auto",
+           seed: int = 0, progress: bool = True, return_info: bool = False):
     """Fit independent GPs ``z_l(u)`` (one per latent dimension).
 
     Parameters
@@ -638,6 +701,17 @@ def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbf
         nearest neighbour among the leave-one-out points (0.14 for 512
         points in 4-D; the best-calibrated of 0.5, 1 and 2 times that
         distance on the quickstart's PCA latents, held-out z-score rms 0.96).
+    n_inducing : int, "auto" or None
+        Inducing inputs M of a subset-of-regressors (SoR) mean: the mean
+        conditions on all N points through M farthest-point inducing inputs,
+        ``alpha = (s Kmm + Kmn Knm)^-1 Kmn y`` (O(N M^2) time, O(N M) memory
+        to fit, O(M P L) per predicted point instead of O(N P L)), and the
+        ``"loo"`` residuals are the SoR model's own, in closed form through
+        the Woodbury identity. ``None``: always the exact GP (O(N^3) time,
+        O(N^2) memory). ``"auto"`` (default): exact up to N = 8192 points,
+        SoR with M = 1024 above (exact at N = 16384 needs 2 GiB per kernel
+        matrix and ~1.5 TFLOP per latent dimension). An integer M >= N
+        means exact. Accuracy against the exact GP: benchmarks/scaling.py.
     seed : int
         Seed of the subsets.
     progress : bool
@@ -670,6 +744,10 @@ def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbf
         raise BayesemuInputError(f"fit_gp: n_loo must be >= 1, got {n_loo}")
     if loo_bandwidth is not None and not (math.isfinite(loo_bandwidth) and loo_bandwidth > 0):
         raise BayesemuInputError(f"fit_gp: loo_bandwidth must be > 0, got {loo_bandwidth}")
+    if n_inducing is not None and n_inducing != "auto" and (
+            isinstance(n_inducing, (str, bool)) or int(n_inducing) < 1):
+        raise BayesemuInputError(
+            f"fit_gp: n_inducing must be a positive integer, 'auto' or None, got {n_inducing!r}")
     t0 = time.perf_counter()
     u64, z64 = _check_data(u, z)
     N, P = u64.shape
@@ -689,32 +767,30 @@ def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbf
     inv_ls2 = 1.0 / scale**2
 
     # condition on all N points, float64 (one-off), with jitter boosts if needed
-    from scipy.linalg import cho_factor, cho_solve, solve_triangular
-
+    if n_inducing == "auto":
+        n_inducing = None if N <= _AUTO_EXACT_MAX else _AUTO_INDUCING
+    sparse = n_inducing is not None and int(n_inducing) < N
     sel = farthest_point_subset(u64, min(N, n_var), seed=seed)
     xv = u64[sel]
     M = len(sel)
-    alpha = np.empty((L, N))
+    x_mean = u64[farthest_point_subset(u64, int(n_inducing), seed=seed)] if sparse else u64
+    alpha = np.empty((L, len(x_mean)))
     var_factor = np.empty((L, M, M))
     loo_idx = np.sort(rng.choice(N, size=min(N, int(n_loo)), replace=False))
     err_r2 = np.empty((len(loo_idx), L)) if variance == "loo" else None
-    if err_r2 is not None:  # unit columns e_i of the leave-one-out points, shared by all dims
+    E = None
+    if err_r2 is not None and not sparse:  # unit columns e_i of the LOO points, shared by dims
         E = np.zeros((N, len(loo_idx)))
         E[loo_idx, np.arange(len(loo_idx))] = 1.0
     boosts = 0
+    condition = _condition_sor if sparse else _condition_exact
     for l in range(L):
         for _ in range(8):
             try:
-                K = _gram_np(kernel, u64, u64, amp[l], inv_ls2[l])
-                K[np.diag_indices(N)] += noise[l]
-                cf = cho_factor(K, lower=True)
-                alpha[l] = cho_solve(cf, y64[:, l])
-                del K
-                if err_r2 is not None:  # LOO residual r_i = alpha_i / [K^-1]_ii
-                    kinv_diag = np.sum(np.square(solve_triangular(cf[0], E, lower=True)), 0)
-                    r2 = np.square(alpha[l, loo_idx] / kinv_diag) - noise[l]
-                    err_r2[:, l] = np.maximum(r2, _VAR_FLOOR * amp[l])
-                del cf
+                alpha[l], r = condition(kernel, u64, x_mean, y64[:, l], amp[l], inv_ls2[l],
+                                        noise[l], loo_idx if err_r2 is not None else None, E)
+                if err_r2 is not None:  # squared LOO error of f: r^2 minus the noise
+                    err_r2[:, l] = np.maximum(np.square(r) - noise[l], _VAR_FLOOR * amp[l])
                 var_factor[l] = _dtc_factor(kernel, u64, xv, amp[l], inv_ls2[l], noise[l])
                 break
             except np.linalg.LinAlgError:
@@ -734,7 +810,7 @@ def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbf
         extra = {"err_x": f32(u64[loo_idx]), "err_r2": f32(err_r2),
                  "err_bandwidth": float(loo_bandwidth) if loo_bandwidth is not None
                  else 0.5 * _neighbour_distance(u64[loo_idx], 8)}
-    cond = GPConditioner(x_train=f32(u64), alpha=f32(alpha), amp=f32(amp), inv_ls2=f32(inv_ls2),
+    cond = GPConditioner(x_train=f32(x_mean), alpha=f32(alpha), amp=f32(amp), inv_ls2=f32(inv_ls2),
                          noise=f32(noise), z_mean=f32(z_mean), z_std=f32(z_std), x_var=f32(xv),
                          var_factor=f32(var_factor), kernel=kernel, **extra)
     if return_info:

@@ -1,4 +1,12 @@
-"""NUTS with blackjax: window adaptation and sampling, vmapped over chains."""
+"""NUTS with blackjax: window adaptation and sampling, chains mapped (CPU) or vmapped.
+
+On CPU the chains run one after the other inside one jitted program
+(``lax.map``): a vmapped NUTS chain runs every while-loop iteration in
+lock-step over the chains with masked selects, and was measured 4-5x slower
+per chain on a 2-core CPU (2 chains of 300 + 500 draws, 64x64 PCA-GP
+galaxy: 8.5 s vmapped, 2.0 s mapped, 2.8 s for one vmapped chain alone).
+On accelerators the chains are vmapped.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +58,7 @@ def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples
 def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
                   num_warmup: int, num_samples: int, target_accept: float = 0.8,
                   max_tree_depth: int = 10, dense_mass: bool = True, frozen=None):
-    """Chains vmapped over the leading axis of ``init_params``; pure JAX.
+    """Chains over the leading axis of ``init_params`` (mapped on CPU, else vmapped); pure JAX.
 
     ``frozen`` is the model's frozen emulator covariance (``log_density.freeze``).
 
@@ -65,7 +73,11 @@ def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_par
                           dense_mass=dense_mass)
 
     num_chains = next(iter(init_params.values())).shape[0]
-    pos, stats = jax.vmap(chain)(jax.random.split(rng_key, num_chains), init_params)
+    keys = jax.random.split(rng_key, num_chains)
+    if jax.default_backend() == "cpu":  # see the module docstring
+        pos, stats = jax.lax.map(lambda a: chain(*a), (keys, init_params))
+    else:
+        pos, stats = jax.vmap(chain)(keys, init_params)
     constrain = jax.vmap(jax.vmap(lambda p: log_density.constrain(p, image, noise_sigma, frozen)))
     values = constrain(pos)
     return {k: values[k] for k in log_density.names}, stats

@@ -27,7 +27,10 @@ def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_param
     init_params : dict site -> ``[C, ...]``
         Unconstrained starting points, one per chain (C chains).
     chain_method : {"parallel", "vectorized", "sequential"} or None
-        None: "parallel" when there are at least C devices, else "vectorized".
+        None: "parallel" when there are at least C devices, else "sequential"
+        on CPU (measured: 8 vectorized chains took 6x as long as 2, i.e. 1.5x
+        more per chain than running them one after the other) and
+        "vectorized" on accelerators.
     dense_mass : bool
         Adapt a full inverse mass matrix (the parameters of a galaxy are
         correlated: flux with size, size with PSF width).
@@ -44,7 +47,10 @@ def run_numpyro(rng_key, log_density: LogDensity, image, noise_sigma, init_param
 
     num_chains = int(next(iter(init_params.values())).shape[0])
     if chain_method is None:
-        chain_method = "parallel" if jax.device_count() >= num_chains > 1 else "vectorized"
+        if jax.device_count() >= num_chains > 1:
+            chain_method = "parallel"
+        else:  # vectorized NUTS chains run in lock-step: on CPU 8 chains cost 6x 2 chains
+            chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
     kernel = NUTS(log_density.model, target_accept_prob=target_accept,
                   max_tree_depth=max_tree_depth, dense_mass=dense_mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
