@@ -218,7 +218,7 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     with warnings.catch_warnings():
         if quick:
             warnings.simplefilter("ignore", ConvergenceWarning)
-        idata = infer(emu, image, cfg.noise_sigma, backend="numpyro", num_chains=cfg.num_chains,
+        idata = infer(emu, image, cfg.noise_sigma, backend="blackjax", num_chains=cfg.num_chains,
                       num_warmup=cfg.num_warmup, num_samples=cfg.num_samples, seed=seed)
     tmp = paths["posterior"].with_name(f".{paths['posterior'].name}.tmp")
     idata.to_netcdf(str(tmp))

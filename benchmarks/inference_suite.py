@@ -187,6 +187,17 @@ def run(quick: bool = False, cache=None, emulators: dict | None = None, log=prin
         f"(ESS {ref['min_ess_bulk']:.0f} in {ref['sampling_s']:.1f} s + "
         f"{ref['compile_s']:.1f} s compile)")
 
+    # the exact model with the other NUTS implementation too: speed ratios are taken
+    # against the faster of the two (the reference posterior stays the numpyro one)
+    refb = nuts(JaxGalsimModel(stamp=s.stamp), image, s, backend="blackjax",
+                chains=s.exact_chains, warmup=s.exact_warmup, samples=s.exact_samples, seed=1)
+    refb["mean_shift_sigma"] = mean_shift(refb, ref)
+    report["jax_galsim_nuts_blackjax"] = refb
+    exact = max((ref, refb), key=lambda r: r["min_ess_per_s"])
+    report["jax_galsim_nuts_fastest"] = exact["backend"]
+    log(f"[inference] jax_galsim_nuts_blackjax: {refb['min_ess_per_s']:.3g} ESS/s "
+        f"(shift {refb['mean_shift_sigma']['max']:.2f} sigma from the numpyro reference)")
+
     em = emcee_galsim(image, s)
     em["mean_shift_sigma"] = mean_shift(em, ref)
     report["galsim_emcee"] = em
@@ -204,8 +215,8 @@ def run(quick: bool = False, cache=None, emulators: dict | None = None, log=prin
             log(f"[inference] {key}: {entry['min_ess_per_s']:.3g} ESS/s, shift "
                 f"{entry['mean_shift_sigma']['max']:.2f} sigma (compile {entry['compile_s']:.1f} s)")
 
-    report["ratio_vs_jax_galsim_nuts"] = {
-        k: report[k]["min_ess_per_s"] / ref["min_ess_per_s"] for k in emu_keys}
+    report["ratio_vs_jax_galsim_nuts"] = {  # the faster exact NUTS backend
+        k: report[k]["min_ess_per_s"] / exact["min_ess_per_s"] for k in emu_keys}
     report["ratio_vs_galsim_emcee"] = {
         k: report[k]["min_ess_per_s"] / em["min_ess_per_s"] for k in emu_keys}
     best = max(emu_keys, key=lambda k: report[k]["min_ess_per_s"])

@@ -123,7 +123,9 @@ def markdown_table(report: dict) -> str:
         lines += ["", "| inference, one galaxy, sigma=30 | min bulk ESS/s | incl. compile | "
                   "min ESS | sampling s | compile s | mean shift (sigma) | vs JAX-GalSim NUTS "
                   "| vs GalSim+emcee |", "|---|---|---|---|---|---|---|---|---|"]
-        keys = ["jax_galsim_nuts", "galsim_emcee"] + [k for k in inf if "/" in k]
+        keys = ["jax_galsim_nuts", "jax_galsim_nuts_blackjax", "galsim_emcee"] + [
+            k for k in inf if "/" in k]
+        keys = [k for k in keys if k in inf]
         for k in keys:
             e = inf[k]
             shift = e.get("mean_shift_sigma", {}).get("max") if k != "jax_galsim_nuts" else 0.0

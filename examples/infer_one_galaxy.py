@@ -63,7 +63,7 @@ def parse(argv=None):
     p.add_argument("--g1", type=float, default=0.2)
     p.add_argument("--g2", type=float, default=-0.1)
     p.add_argument("--psf-fwhm", type=float, default=0.3)
-    p.add_argument("--backend", choices=("numpyro", "blackjax"), default="numpyro")
+    p.add_argument("--backend", choices=("blackjax", "numpyro"), default="blackjax")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--samples", type=int, default=1000)

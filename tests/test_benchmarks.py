@@ -121,8 +121,8 @@ def test_gradient_complete(quick_report):
 @pytest.mark.slow
 def test_inference_complete(quick_report):
     inf = quick_report["inference"]
-    keys = ["jax_galsim_nuts", "galsim_emcee"] + [f"{e}/{b}" for e in EMULATORS
-                                                  for b in ("numpyro", "blackjax")]
+    keys = ["jax_galsim_nuts", "jax_galsim_nuts_blackjax", "galsim_emcee"] + [
+        f"{e}/{b}" for e in EMULATORS for b in ("numpyro", "blackjax")]
     for k in keys:
         e = inf[k]
         assert _positive(e["min_ess_per_s"]), (k, e["min_ess_per_s"])
@@ -131,7 +131,8 @@ def test_inference_complete(quick_report):
         if k != "jax_galsim_nuts":
             shift = e["mean_shift_sigma"]["max"]
             assert math.isfinite(shift) and shift >= 0
-    assert set(inf["ratio_vs_jax_galsim_nuts"]) == set(keys[2:])
+    assert set(inf["ratio_vs_jax_galsim_nuts"]) == set(keys[3:])
+    assert inf["jax_galsim_nuts_fastest"] in ("numpyro", "blackjax")
     assert all(_positive(v) for v in inf["ratio_vs_galsim_emcee"].values())
     b = inf["batch"]
     assert b["galaxies"] >= 2 and _positive(b["galaxies_per_s"])

@@ -109,7 +109,9 @@ def register(sub) -> None:
     p.add_argument("--noise-sigma", required=True, type=float,
                    help="Gaussian pixel noise standard deviation (counts/pixel, > 0)")
     p.add_argument("--out", required=True, help="NetCDF file to write (corner plot: same name .png)")
-    p.add_argument("--backend", choices=("numpyro", "blackjax"), default="numpyro")
+    p.add_argument("--backend", choices=("blackjax", "numpyro"), default="blackjax",
+                   help="NUTS implementation (default blackjax: several times more ESS/s on "
+                        "CPU than numpyro's with jax 0.10)")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--samples", type=int, default=1000)
