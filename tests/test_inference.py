@@ -199,3 +199,24 @@ def test_user_prior_known_answer():
     sd = np.sqrt(np.diag(cov_post))
     assert np.all(np.abs(m - mean_post) < 0.2 * sd + 1e-3), (m, mean_post, sd)
     assert np.all(np.abs(s / sd - 1) < 0.2), (s, sd)
+
+
+def test_repeated_calls_reuse_the_compiled_sampler(linear):
+    """A second infer() on the same model and settings compiles nothing (blackjax), and
+    reproduces the first run exactly from the same seed; a new image changes the draws."""
+    import jax.monitoring
+
+    model, image, _, _, _ = linear
+    kw = dict(backend="blackjax", num_chains=CHAINS, num_warmup=100, num_samples=200, seed=3,
+              check=False)
+    first = infer(model, image, NOISE, **kw)
+    compiled = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **_: compiled.append(event)
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    again = infer(model, image, NOISE, **kw)
+    other = infer(model, image + 0.5, NOISE, **kw)
+    assert compiled == []
+    for n in model.space.names:
+        np.testing.assert_array_equal(again.posterior[n].values, first.posterior[n].values)
+        assert not np.array_equal(other.posterior[n].values, again.posterior[n].values)

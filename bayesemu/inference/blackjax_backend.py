@@ -16,7 +16,7 @@ import numpy as np
 
 from .model import LogDensity
 
-__all__ = ["nuts_chain", "run_blackjax"]
+__all__ = ["make_runner", "nuts_chain", "run_blackjax"]
 
 
 def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples: int,
@@ -83,14 +83,28 @@ def sample_galaxy(rng_key, log_density: LogDensity, image, noise_sigma, init_par
     return {k: values[k] for k in log_density.names}, stats
 
 
-def run_blackjax(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
-                 num_warmup: int, num_samples: int, target_accept: float = 0.8,
-                 max_tree_depth: int = 10, dense_mass: bool = True, frozen=None):
-    """Same contract as :func:`~bayesemu.inference.numpyro_backend.run_numpyro`."""
-    fn = jax.jit(lambda key, img, sig, init, fr: sample_galaxy(
+def make_runner(log_density: LogDensity, *, num_warmup: int, num_samples: int,
+                target_accept: float = 0.8, max_tree_depth: int = 10, dense_mass: bool = True):
+    """The jitted sampler ``(key, image, sigma, init_params, frozen) -> (samples, stats)``.
+
+    Build it once and call it for many images of the same shape and chain
+    count: it compiles on the first call only (``bayesemu.infer`` keeps the
+    runners it builds, so repeated calls on one model skip the ~10 s compile).
+    """
+    return jax.jit(lambda key, img, sig, init, fr: sample_galaxy(
         key, log_density, img, sig, init, num_warmup=num_warmup, num_samples=num_samples,
         target_accept=target_accept, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
         frozen=fr))
+
+
+def run_blackjax(rng_key, log_density: LogDensity, image, noise_sigma, init_params: dict, *,
+                 num_warmup: int, num_samples: int, target_accept: float = 0.8,
+                 max_tree_depth: int = 10, dense_mass: bool = True, frozen=None, runner=None):
+    """Same contract as :func:`~bayesemu.inference.numpyro_backend.run_numpyro`;
+    ``runner``: a :func:`make_runner` output for these settings (built if None)."""
+    fn = runner or make_runner(log_density, num_warmup=num_warmup, num_samples=num_samples,
+                               target_accept=target_accept, max_tree_depth=max_tree_depth,
+                               dense_mass=dense_mass)
     samples, stats = fn(rng_key, jnp.asarray(image), jnp.float32(noise_sigma), init_params,
                         frozen)
     return ({k: np.asarray(v) for k, v in samples.items()},
