@@ -164,6 +164,16 @@ def test_validate_quick_end_to_end(tiny, tmp_path):
     for name in SPACE.names:
         assert np.all(np.diff(m["coverage"]["empirical"][name]) >= 0)
     assert 0 <= m["tarp"]["ks_pvalue"] <= 1
+    # the raw replicates are saved (no pickle) and give back the coverage exactly
+    from bayesemu.validation.calibration import coverage
+
+    with np.load(out / "sbc_replicates.npz", allow_pickle=False) as raw:
+        assert list(raw["names"]) == list(SPACE.names)
+        assert raw["theta_true"].shape == (QUICK_SBC.n_replicates, SPACE.dim)
+        assert raw["draws"].shape == (QUICK_SBC.n_replicates, QUICK_SBC.n_draws, SPACE.dim)
+        assert raw["sufficient"].dtype == bool and raw["n_divergent"].min() >= 0
+        again = coverage(raw["theta_true"], raw["draws"], m["coverage"]["levels"], SPACE.names)
+    assert again == m["coverage"]["empirical"]
     pc = m["posterior_comparison"]
     assert pc["n_images"] >= 1
     assert all(np.isfinite(v) and v > 0 for v in pc["width_ratio"].values())

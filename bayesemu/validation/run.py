@@ -14,7 +14,10 @@ the figures of :mod:`bayesemu.plots.validation`::
 
 Output: ``out_dir/metrics.json`` (keys of DESIGN.md plus ``tarp``,
 ``posterior_comparison``, ``moments``, ``train``, ...), one PNG per figure and
-``out_dir/report.md`` with one paragraph reading each figure.
+``out_dir/report.md`` with one paragraph reading each figure, and (with SBC)
+``out_dir/sbc_replicates.npz``: the true parameters ``theta_true [R, P]``, the
+thinned posterior draws ``draws [R, L, P]`` (physical units, ``names`` order),
+``sufficient [R]`` and ``n_divergent [R]`` of every replicate.
 """
 
 from __future__ import annotations
@@ -494,6 +497,10 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
                               progress=progress)
             cal = calibration_summary(run, emulator.space, seed, levels)
         timing["sbc_s"] = round(run.time_s, 2)
+        # the raw replicates, for follow-up (which observations miss; np.load, no pickle)
+        np.savez_compressed(out_dir / "sbc_replicates.npz", names=np.asarray(run.names),
+                            theta_true=run.theta_true, draws=run.draws,
+                            sufficient=run.sufficient, n_divergent=run.n_divergent)
         sbc_entry, coverage_entry, levels = cal.sbc, cal.coverage, cal.levels
         if not run.sufficient.all():
             notes.append(f"SBC: {int((~run.sufficient).sum())} of {len(run.sufficient)} "
