@@ -3,7 +3,8 @@
 Runs the script as a subprocess (as a user would) with tiny sizes; checks that
 every key the benchmark issue asks for is present and that times, rates and
 ratios are finite and positive. It does not check speed targets: timings of
-a smoke run on a shared machine mean nothing.
+a smoke run on a shared machine mean nothing. Part of the CI suite (the
+quick run takes 3-4 minutes on 2 cores, most of it compiling the samplers).
 """
 
 from __future__ import annotations
@@ -78,7 +79,6 @@ def quick_report(tmp_path_factory):
     return json.loads(out.read_text())
 
 
-@pytest.mark.slow
 def test_machine_and_settings_recorded(quick_report):
     m = quick_report["machine"]
     assert m["cores"] >= 1 and m["cpu_model"] is not None and m["jax"]
@@ -87,7 +87,6 @@ def test_machine_and_settings_recorded(quick_report):
     assert quick_report["errors"] == {}
 
 
-@pytest.mark.slow
 def test_throughput_complete(quick_report):
     t = quick_report["throughput"]
     big = str(t["large_batch"])
@@ -108,7 +107,6 @@ def test_throughput_complete(quick_report):
     assert t["jax_galsim"]["rms_error_over_sigma"] < 0.1
 
 
-@pytest.mark.slow
 def test_gradient_complete(quick_report):
     g = quick_report["gradient"]
     for name in ("jax_galsim", *EMULATORS):
@@ -118,7 +116,6 @@ def test_gradient_complete(quick_report):
     assert all(_positive(v) for v in g["ratio_vs_jax_galsim"].values())
 
 
-@pytest.mark.slow
 def test_inference_complete(quick_report):
     inf = quick_report["inference"]
     keys = ["jax_galsim_nuts", "jax_galsim_nuts_blackjax", "galsim_emcee"] + [
@@ -138,7 +135,6 @@ def test_inference_complete(quick_report):
     assert b["galaxies"] >= 2 and _positive(b["galaxies_per_s"])
 
 
-@pytest.mark.slow
 def test_scaling_complete(quick_report):
     sc = quick_report["scaling"]
     for method in ("exact", "sparse"):
@@ -155,7 +151,6 @@ def test_scaling_complete(quick_report):
         assert all(_positive(r["seconds"]) for r in rows)
 
 
-@pytest.mark.slow
 def test_flops_fraction(quick_report):
     frac = quick_report["decoder_flops_fraction"]
     assert set(EMULATORS) <= set(frac)
@@ -165,7 +160,6 @@ def test_flops_fraction(quick_report):
         assert _positive(d["flops_per_call"]), name
 
 
-@pytest.mark.slow
 def test_markdown_table_renders(quick_report):
     run_all = _bench_module("run_all")
     text = run_all.markdown_table(quick_report)
