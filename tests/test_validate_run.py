@@ -13,7 +13,8 @@ from bayesemu import analytic_space
 from bayesemu.cli import main
 from bayesemu.errors import BayesemuInputError
 from bayesemu.validation.run import FIGURES, is_analytic
-from bayesemu.validation.sbc_run import (QUICK_SBC, SBCRun, calibration_summary, prior_draws,
+from bayesemu.validation.sbc_run import (QUICK_SBC, SBCRun, calibration_summary,
+                                         emulate_observations, prior_draws, run_sbc,
                                          simulate_observations)
 
 SPACE = analytic_space(scale_radius=(0.2, 0.5), g1=(-0.3, 0.3), g2=(-0.3, 0.3))
@@ -101,6 +102,58 @@ def test_cli_refuses_nonempty_output_and_bad_sbc(tmp_path, capsys):
               "--out", str(tmp_path / "new")])
     assert exc.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# ------------------------------------------- SBC with the emulator as simulator
+@pytest.fixture(scope="module")
+def small_emu():
+    import bayesemu
+    from bayesemu.data import simulate_analytic
+
+    train = simulate_analytic(n=96, seed=5, space=SPACE, stamp=24, progress=False)
+    return bayesemu.train(train, "pca-gp", physics="flux", seed=0, progress=False,
+                          gp_options={"steps": 60})
+
+
+def test_emulated_observations_share_the_galsim_noise(small_emu):
+    emu = small_emu
+    theta = prior_draws(SPACE, 5, seed=0)
+    galsim = simulate_observations(theta, space=SPACE, stamp=24, pixel_scale=emu.pixel_scale,
+                                   noise_sigma=30.0, seed=1)
+    from bayesemu.data import draw_analytic_batch
+
+    noise = galsim - draw_analytic_batch(theta, stamp=24, pixel_scale=emu.pixel_scale,
+                                         space=SPACE)
+    plug = emulate_observations(emu, theta, noise_sigma=30.0, seed=1, uncertainty="none")
+    np.testing.assert_allclose(plug - np.asarray(emu.predict(theta)), noise, atol=1e-3)
+    drawn = emulate_observations(emu, theta, noise_sigma=30.0, seed=1, uncertainty="anchored")
+    np.testing.assert_array_equal(drawn, emulate_observations(
+        emu, theta, noise_sigma=30.0, seed=1, uncertainty="pointwise"))
+    # the emulator's own deviation lies in the PCA span: nothing of it outside the basis
+    dev = (drawn - noise - np.asarray(emu.predict(theta))).reshape(5, -1)
+    assert np.abs(dev).max() > 1e-3                  # a latent draw, not the mean image
+    _, basis = emu.generator.linear_decoder()
+    q, _ = np.linalg.qr(np.asarray(basis, np.float64).T)   # [n, L] orthonormal span
+    outside = dev - (dev @ q) @ q.T
+    assert np.abs(outside).max() < 1e-3 * np.abs(dev).max()
+    assert not np.array_equal(drawn, emulate_observations(
+        emu, theta, noise_sigma=30.0, seed=2, uncertainty="anchored"))
+
+
+def test_sbc_against_the_emulator_itself_is_calibrated(small_emu):
+    """Observations drawn from the likelihood's own model: ranks must be uniform."""
+    settings = QUICK_SBC._replace(n_replicates=48, n_draws=20, num_warmup=150,
+                                  num_samples=150, batch_size=48, uncertainty="none",
+                                  simulator="emulator")
+    run = run_sbc(small_emu, noise_sigma=30.0, settings=settings, seed=0, progress=False)
+    cal = calibration_summary(run, SPACE, 0)
+    assert cal.sbc["simulator"] == "emulator"
+    for name in SPACE.names:
+        assert cal.sbc["ks_pvalue"][name] > 1e-3, (name, cal.sbc)
+        # 90% central intervals of 48 replicates: binomial sd 4.3 points
+        assert 0.72 <= cal.coverage[name][2] <= 1.0, (name, cal.coverage)
+    with pytest.raises(BayesemuInputError, match="simulator"):
+        run_sbc(small_emu, noise_sigma=30.0, settings=settings._replace(simulator="jax"))
 
 
 # ------------------------------------------------------------------ end to end

@@ -36,6 +36,14 @@ def register(sub) -> None:
                    help="NUTS draws per chain (default 250, --quick 60)")
     p.add_argument("--sbc-draws", type=int, default=None, metavar="L",
                    help="thinned draws per replicate, ranks in 0..L (default 100, --quick 15)")
+    p.add_argument("--sbc-max-tree-depth", type=int, default=None, metavar="D",
+                   help="NUTS tree-depth cap of the SBC chains, at most 2**D - 1 leapfrog "
+                        "steps per draw (default 8, --quick 5); lower bounds the cost of "
+                        "narrow posteriors (low noise), the chains stay exact")
+    p.add_argument("--sbc-simulator", choices=("galsim", "emulator"), default="galsim",
+                   help="where SBC observations come from: the true GalSim simulator "
+                        "(default, analytic data) or the emulator itself (self-consistency "
+                        "check of sampler and likelihood, blind to emulator error; any data)")
     p.add_argument("--sbc-uncertainty", choices=("anchored", "pointwise", "none"),
                    default="anchored",
                    help="emulator uncertainty in the SBC likelihood: held at each posterior's "
@@ -88,13 +96,18 @@ def run(args) -> int:
 
     settings = QUICK_SBC if args.quick else FULL_SBC
     for opt, field in (("sbc_chains", "num_chains"), ("sbc_warmup", "num_warmup"),
-                       ("sbc_samples", "num_samples"), ("sbc_draws", "n_draws")):
+                       ("sbc_samples", "num_samples"), ("sbc_draws", "n_draws"),
+                       ("sbc_max_tree_depth", "max_tree_depth")):
         value = getattr(args, opt)
         if value is not None:
             if value < 1:
                 raise BayesemuInputError(f"--{opt.replace('_', '-')} must be >= 1, got {value}")
             settings = settings._replace(**{field: value})
-    settings = settings._replace(uncertainty=args.sbc_uncertainty)
+    settings = settings._replace(uncertainty=args.sbc_uncertainty,
+                                 simulator=args.sbc_simulator)
+    if settings.max_tree_depth > 15:
+        raise BayesemuInputError(f"--sbc-max-tree-depth must be between 1 and 15, got "
+                                 f"{settings.max_tree_depth}")
     if settings.n_draws > settings.num_chains * settings.num_samples:
         raise BayesemuInputError(
             f"--sbc-draws {settings.n_draws} exceeds chains x samples "

@@ -8,7 +8,9 @@ the figures of :mod:`bayesemu.plots.validation`::
     higher order   HSM shapes: shear bias m, c; size (moments_sigma) and rho4
     calibration    SBC against the TRUE simulator (GalSim) with NUTS posteriors
                    of the emulator: rank tests, ECDF, coverage, TARP (analytic
-                   data only); emulator vs exact JAX-GalSim posteriors
+                   data only; or against the emulator itself, any data, with
+                   ``SBCSettings(simulator="emulator")``); emulator vs exact
+                   JAX-GalSim posteriors
     latents        point-wise dependency plots and UMAP, train and test
     timing         training time (model metadata), emulated images per second
 
@@ -315,6 +317,10 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
         if isinstance(n_sbc, bool) or int(n_sbc) != n_sbc or n_sbc < 0 or n_sbc == 1:
             raise BayesemuInputError(f"number of SBC replicates must be 0 or >= 2, got {n_sbc}")
         settings = settings._replace(n_replicates=int(n_sbc))
+    from .sbc_run import SIMULATORS
+    if settings.simulator not in SIMULATORS:
+        raise BayesemuInputError(f"SBC simulator must be one of {list(SIMULATORS)}, "
+                                 f"got {settings.simulator!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = _Log(progress)
@@ -482,14 +488,17 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
     if settings.n_replicates == 0:
         notes.append("SBC skipped (0 replicates requested).")
         sbc_entry = {"n_replicates": 0, "skipped": "0 replicates requested"}
-    elif not analytic:
-        notes.append(f"SBC skipped: {why}; there is no true simulator to calibrate against.")
+    elif not analytic and settings.simulator == "galsim":
+        notes.append(f"SBC skipped: {why}; there is no true simulator to calibrate against "
+                     "(an SBC with observations from the emulator itself still runs with "
+                     "simulator='emulator', `--sbc-simulator emulator`).")
         sbc_entry = {"n_replicates": 0, "skipped": why}
     else:
         from .sbc_run import calibration_summary, posterior_chains, run_sbc
 
         s = settings
-        with log.step(f"SBC: {s.n_replicates} GalSim observations, NUTS "
+        source = "GalSim" if s.simulator == "galsim" else "emulator-drawn"
+        with log.step(f"SBC: {s.n_replicates} {source} observations, NUTS "
                       f"({s.num_chains} chains x {s.num_warmup}+{s.num_samples}) with the emulator"):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
@@ -509,9 +518,13 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
         hist, ecdf = cal.histogram, cal.ecdf
         vp.plot_rank_histograms(hist.edges, hist.counts, hist.expected, hist.lower, hist.upper,
                                 figs.path("sbc_ranks"), names=names, level=hist.level)
-        figs.add("sbc_ranks", "SBC rank histograms (true simulator)",
-                 reading_sbc(cal.sbc) + f" Observations are GalSim images plus noise σ = "
-                 f"{sigma:g}; the grey band holds {hist.level:.0%} of the bins of uniform ranks "
+        figs.add("sbc_ranks", "SBC rank histograms (" + ("true simulator)" if s.simulator
+                                                          == "galsim" else "emulator as simulator)"),
+                 reading_sbc(cal.sbc) + " Observations are "
+                 + ("GalSim images" if s.simulator == "galsim" else
+                    "images drawn from the emulator itself (a self-consistency check of the "
+                    "sampler and the likelihood's approximations, blind to emulator error)")
+                 + f" plus noise σ = {sigma:g}; the grey band holds {hist.level:.0%} of the bins of uniform ranks "
                  f"({cal.sbc['fraction_ess_sufficient']:.0%} of replicates reached ESS ≥ "
                  f"{s.n_draws}, divergent transitions {cal.sbc['divergent_fraction']:.2%}).")
         vp.plot_ecdf_difference(ecdf.z, ecdf.diff, ecdf.lower, ecdf.upper,
@@ -539,7 +552,7 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
         if n_caught:
             notes.append(f"SBC: {n_caught} convergence warnings from NUTS (see sbc entries).")
 
-        do_exact = True if compare_exact is None else bool(compare_exact)
+        do_exact = analytic and (True if compare_exact is None else bool(compare_exact))
         k = int(n_compare if n_compare is not None else (QUICK_N_COMPARE if quick
                                                           else FULL_N_COMPARE))
         k = min(k, s.n_replicates)
@@ -615,9 +628,12 @@ def _append_notes(report: Path, notes, test_dataset, train_dataset, sigma, setti
         lines.append(f"- Training data: {len(train_dataset)} images"
                      + (f" from `{tsrc}`" if tsrc else "") + ".")
     lines.append(f"- Pixel noise σ = {sigma:g} counts/pixel.")
-    if analytic and settings.n_replicates:
+    if settings.n_replicates and (analytic or settings.simulator == "emulator"):
+        source = ("GalSim" if settings.simulator == "galsim" else
+                  "the emulator itself (mean image)" if settings.uncertainty == "none" else
+                  "the emulator itself (one latent draw each)")
         lines.append(f"- SBC: {settings.n_replicates} replicates, θ* from the uniform prior on "
-                     "the model's parameter box (|g| < 1), observations drawn by GalSim plus "
+                     f"the model's parameter box (|g| < 1), observations drawn by {source} plus "
                      f"noise, NUTS (blackjax, {settings.num_chains} chains x "
                      f"{settings.num_warmup} warm-up + {settings.num_samples} draws) with the "
                      f"emulator, thinned to {settings.n_draws} draws (ESS ≈ L).")

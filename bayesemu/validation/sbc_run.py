@@ -8,6 +8,16 @@ arXiv:1804.06788; DESIGN.md "metrics.json")::
     θ_r,s ~ p_emulator(θ | x_r)       NUTS (blackjax, vmapped over replicates)
     draws_r = thin(θ_r,s) to L draws  ESS ≈ L (validation.calibration.thin_replicates)
 
+With ``SBCSettings.simulator="emulator"`` the observations come from the
+emulator itself instead (``x_r = emulator.sample(θ*_r) + ε_r``, i.e. a latent
+drawn from the conditioner, or the mean image when ``uncertainty="none"``):
+the likelihood is then the data's true model (exactly for ``"pointwise"`` and
+``"none"``; ``"anchored"`` holds the emulator covariance at the posterior
+mode), so any miscalibration left is the sampler's, the thinning's or the
+anchoring's, not the emulator's error. Comparing the two runs separates the
+emulator error from the inference machinery. It needs no true simulator, so
+it also runs for emulators of real (e.g. COSMOS) galaxies.
+
 The prior is exactly the inference prior (:func:`bayesemu.inference.default_priors`
 plus the ``|g| < 1`` factor of :func:`bayesemu.inference.galaxy_model`), so
 calibrated posteriors give uniform ranks. All randomness comes from ``seed``:
@@ -30,8 +40,9 @@ from ..params import ParameterSpace
 from .calibration import (DEFAULT_LEVELS, coverage, coverage_band, ecdf_difference,
                           rank_histogram, sbc_metrics, sbc_ranks, tarp_coverage, thin_replicates)
 
-__all__ = ["SBCSettings", "SBCRun", "CalibrationSummary", "QUICK_SBC", "FULL_SBC",
-           "prior_draws", "simulate_observations", "posterior_chains", "run_sbc",
+__all__ = ["SBCSettings", "SBCRun", "CalibrationSummary", "QUICK_SBC", "FULL_SBC", "SIMULATORS",
+           "prior_draws", "simulate_observations", "emulate_observations", "posterior_chains",
+           "run_sbc",
            "calibration_summary"]
 
 
@@ -59,6 +70,10 @@ class SBCSettings(NamedTuple):
         How the emulator's own uncertainty enters the likelihood
         (:func:`bayesemu.infer`); ``"none"`` (plug-in) shows what
         marginalising it buys.
+    simulator : {"galsim", "emulator"}
+        Where the observations come from: the true analytic GalSim simulator
+        (default) or the emulator itself (self-consistency check, see the
+        module docstring).
     """
 
     n_replicates: int = 200
@@ -69,7 +84,11 @@ class SBCSettings(NamedTuple):
     batch_size: int = 25
     max_tree_depth: int = 8
     uncertainty: str = "anchored"
+    simulator: str = "galsim"
 
+
+#: SBC observation sources (``SBCSettings.simulator``).
+SIMULATORS = ("galsim", "emulator")
 
 #: Test-sized runs (``validate(..., quick=True)``).
 QUICK_SBC = SBCSettings(n_replicates=16, n_draws=15, num_chains=1, num_warmup=100,
@@ -186,6 +205,45 @@ def simulate_observations(theta, *, space: ParameterSpace, stamp: int, pixel_sca
     return images
 
 
+def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
+                         uncertainty: str = "anchored") -> np.ndarray:
+    """Observations drawn from the emulator itself: ``emulator.sample(θ) + noise``.
+
+    Parameters
+    ----------
+    emulator : Emulator
+    theta : array_like [R, P]
+        Physical parameters (``space.names`` order).
+    noise_sigma : float
+        Gaussian pixel noise, counts/pixel.
+    seed : int
+    uncertainty : {"anchored", "pointwise", "none"}
+        ``"none"``: the mean image (the plug-in likelihood's model);
+        otherwise one latent draw ``z ~ p(z | θ)`` per row (the marginalised
+        likelihood's model).
+
+    Returns
+    -------
+    ndarray float32 [R, H, W], counts/pixel. The noise of row ``r`` depends
+    only on ``seed`` and ``r`` (the same noise as :func:`simulate_observations`).
+    """
+    import jax
+
+    theta = np.asarray(theta, np.float64)
+    if uncertainty == "none":
+        images = np.asarray(emulator.predict(theta, allow_extrapolation=True), np.float32)
+    else:
+        key = jax.random.PRNGKey(int(np.random.SeedSequence(int(seed), spawn_key=(3,))
+                                     .generate_state(1)[0]))
+        images = np.asarray(emulator.sample(key, theta, 1, allow_extrapolation=True)[0],
+                            np.float32)
+    images = np.array(images, np.float32)
+    for r in range(images.shape[0]):
+        images[r] += np.float32(noise_sigma) * _rng(seed, 1, r).standard_normal(
+            images.shape[1:], dtype=np.float32)
+    return images
+
+
 def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_warmup: int,
                      num_samples: int, seed: int, batch_size: int, max_tree_depth: int = 10,
                      progress: bool = False, desc: str = "posteriors",
@@ -238,7 +296,9 @@ def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, s
     ----------
     emulator : Emulator
         Trained on analytic (GalSim) images; its space must be the analytic
-        parameters (flux, scale_radius, g1, g2, psf_fwhm).
+        parameters (flux, scale_radius, g1, g2, psf_fwhm). With
+        ``settings.simulator="emulator"`` any emulator (observations drawn
+        from the emulator itself).
     noise_sigma : float
         Gaussian pixel noise of the observations and of the likelihood,
         counts/pixel.
@@ -257,6 +317,9 @@ def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, s
     if s.n_replicates < 2 or s.n_draws < 1:
         raise BayesemuInputError(f"SBC needs >= 2 replicates and >= 1 draw, got {s.n_replicates}, "
                                  f"{s.n_draws}")
+    if s.simulator not in SIMULATORS:
+        raise BayesemuInputError(f"SBC simulator must be one of {list(SIMULATORS)}, "
+                                 f"got {s.simulator!r}")
     if s.n_draws > s.num_chains * s.num_samples:
         raise BayesemuInputError(f"SBC: {s.n_draws} thinned draws need at least as many MCMC "
                                  f"draws, got {s.num_chains} x {s.num_samples}")
@@ -265,8 +328,12 @@ def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, s
     pixel_scale = float(pixel_scale or emulator.pixel_scale)
     t0 = time.perf_counter()
     theta = prior_draws(space, s.n_replicates, seed)
-    images = simulate_observations(theta, space=space, stamp=stamp, pixel_scale=pixel_scale,
-                                   noise_sigma=noise_sigma, seed=seed)
+    if s.simulator == "emulator":
+        images = emulate_observations(emulator, theta, noise_sigma=noise_sigma, seed=seed,
+                                      uncertainty=s.uncertainty)
+    else:
+        images = simulate_observations(theta, space=space, stamp=stamp, pixel_scale=pixel_scale,
+                                       noise_sigma=noise_sigma, seed=seed)
     chains, ndiv = posterior_chains(emulator, images, noise_sigma, num_chains=s.num_chains,
                                     num_warmup=s.num_warmup, num_samples=s.num_samples,
                                     seed=seed, batch_size=s.batch_size,
@@ -291,7 +358,7 @@ def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
     sbc.update(n_draws=int(s.n_draws), num_chains=int(s.num_chains),
                num_warmup=int(s.num_warmup), num_samples=int(s.num_samples),
                max_tree_depth=int(s.max_tree_depth), noise_sigma=float(run.noise_sigma),
-               uncertainty=str(s.uncertainty),
+               uncertainty=str(s.uncertainty), simulator=str(s.simulator),
                fraction_ess_sufficient=float(np.mean(run.sufficient)),
                divergent_fraction=float(np.sum(run.n_divergent)
                                         / (run.chains.shape[0] * s.num_chains * s.num_samples)),
