@@ -34,6 +34,8 @@ def obs(tmp_path):
     (["--noise-sigma", "nan"], "noise sigma must be finite and > 0"),
     (["--noise-sigma", "30", "--chains", "0"], "--chains must be >= 1"),
     (["--noise-sigma", "30", "--truth", "mass=3"], "unknown parameter 'mass'"),
+    (["--noise-sigma", "30", "--backend", "numpyro", "--warmup-scheme", "laplace"],
+     "needs backend='blackjax'"),
 ])
 def test_bad_arguments_exit_2_with_one_line(obs, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exc:

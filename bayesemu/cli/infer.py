@@ -119,6 +119,10 @@ def register(sub) -> None:
     p.add_argument("--latent", choices=("marginal", "sample"), default="marginal",
                    help="marginalise the emulator's latent uncertainty in the likelihood, or "
                         "sample the latents jointly with NUTS")
+    p.add_argument("--warmup-scheme", choices=("laplace", "window"), default=None,
+                   help="NUTS warm-up: window adaptation started at the posterior mode with the "
+                        "Laplace metric (blackjax default; ~1.6x the ESS/s) or Stan's from an "
+                        "identity metric (numpyro's only scheme)")
     p.add_argument("--uncertainty", choices=("anchored", "pointwise", "none"), default="anchored",
                    help="with --latent marginal: the emulator's covariance held at the posterior "
                         "mode found at initialisation (default, fast), recomputed at every step, "
@@ -168,7 +172,7 @@ def run(args) -> int:
     truth = parse_truth(args.truth, model.space.names)
     idata = infer(model, image, sigma, backend=args.backend, num_chains=args.chains,
                   num_warmup=args.warmup, num_samples=args.samples, seed=args.seed,
-                  latent=args.latent, uncertainty=args.uncertainty)
+                  latent=args.latent, uncertainty=args.uncertainty, warmup=args.warmup_scheme)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     idata.to_netcdf(str(tmp))

@@ -44,6 +44,10 @@ def register(sub) -> None:
                    help="where SBC observations come from: the true GalSim simulator "
                         "(default, analytic data) or the emulator itself (self-consistency "
                         "check of sampler and likelihood, blind to emulator error; any data)")
+    p.add_argument("--sbc-warmup-scheme", choices=("laplace", "window"), default="laplace",
+                   help="NUTS warm-up of the SBC chains: window adaptation started at the mode "
+                        "with the Laplace metric (default) or from the climb's best point with "
+                        "an identity metric (Stan's)")
     p.add_argument("--sbc-uncertainty", choices=("anchored", "pointwise", "none"),
                    default="anchored",
                    help="emulator uncertainty in the SBC likelihood: held at each posterior's "
@@ -104,7 +108,8 @@ def run(args) -> int:
                 raise BayesemuInputError(f"--{opt.replace('_', '-')} must be >= 1, got {value}")
             settings = settings._replace(**{field: value})
     settings = settings._replace(uncertainty=args.sbc_uncertainty,
-                                 simulator=args.sbc_simulator)
+                                 simulator=args.sbc_simulator,
+                                 warmup=args.sbc_warmup_scheme)
     if settings.max_tree_depth > 15:
         raise BayesemuInputError(f"--sbc-max-tree-depth must be between 1 and 15, got "
                                  f"{settings.max_tree_depth}")

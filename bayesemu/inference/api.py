@@ -47,7 +47,7 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
           num_chains: int = 4, num_warmup: int = 500, num_samples: int = 1000, seed: int = 0, *,
           latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
           num_init_candidates: int = 64, dense_mass: bool = True, check: bool = True,
-          uncertainty: str = "anchored"):
+          uncertainty: str = "anchored", warmup: str | None = None):
     """Sample the posterior of ``model``'s parameters given one observed image.
 
     Parameters
@@ -89,6 +89,15 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         Adapt a full inverse mass matrix during warm-up (default; galaxy
         parameters are strongly correlated, e.g. size with PSF width, and a
         dense metric shortens the trajectories) or a diagonal one.
+    warmup : {"laplace", "window"}, optional
+        ``"window"``: Stan's windowed adaptation of step size and mass
+        matrix, from the initialisation climb's best point. ``"laplace"``
+        (blackjax only; the default with blackjax): the same adaptation
+        started at the posterior mode (Newton steps) with the Laplace
+        covariance there as the initial metric, which spares the first
+        window's long trajectories: 1.6x the ESS/s on the 64x64 PCA-GP galaxy,
+        with the same SBC calibration (:mod:`bayesemu.inference.blackjax_backend`).
+        None: ``"laplace"`` with blackjax, ``"window"`` with numpyro.
     num_init_candidates : int
         Prior draws per chain among which the best starts the chain.
     check : bool
@@ -108,6 +117,15 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
 
     if backend not in BACKENDS:
         raise BayesemuInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    from .blackjax_backend import WARMUPS
+
+    if warmup is None:
+        warmup = "laplace" if backend == "blackjax" else "window"
+    if warmup not in WARMUPS:
+        raise BayesemuInputError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
+    if warmup != "window" and backend != "blackjax":
+        raise BayesemuInputError(f"warmup={warmup!r} needs backend='blackjax' (numpyro adapts "
+                                 "with its own window scheme)")
     for name, val, lo in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
                           ("num_samples", num_samples, 1)):
         if int(val) != val or val < lo:
@@ -117,6 +135,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     run_kw = dict(num_warmup=int(num_warmup), num_samples=int(num_samples),
                   target_accept=float(target_accept), max_tree_depth=int(max_tree_depth),
                   dense_mass=bool(dense_mass))
+    if backend == "blackjax":
+        run_kw["warmup"] = warmup
     ld, init_fn, freeze_fn, runner = _pipeline(model, prior, latent, uncertainty, backend,
                                                int(num_chains), int(num_init_candidates), run_kw)
 
@@ -141,7 +161,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         "uncertainty": uncertainty_label(model, latent, uncertainty),
         "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
-        "dense_mass": int(bool(dense_mass)), "sampling_time_s": float(elapsed),
+        "dense_mass": int(bool(dense_mass)), "warmup": warmup,
+        "sampling_time_s": float(elapsed),
         "parameter_space": model.space.to_dict(),
         "versions": package_versions(), "inference_library": "bayesemu",
     }

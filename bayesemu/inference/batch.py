@@ -37,7 +37,7 @@ def _batched_sampler(model, prior, settings):
     if hit is not None and hit[0] is model:
         return hit[1]
     (latent, num_chains, num_warmup, num_samples, target_accept, max_tree_depth, n_cand, dense,
-     vectorize, devs, uncertainty) = settings
+     vectorize, devs, uncertainty, warmup) = settings
     ld = build_log_density(model, resolve_priors(model.space, prior), latent, uncertainty)
 
     def one(key, image, sigma):
@@ -46,7 +46,8 @@ def _batched_sampler(model, prior, settings):
         frozen = ld.freeze(init, image, sigma) if ld.freeze is not None else None
         return sample_galaxy(k_run, ld, image, sigma, init, num_warmup=num_warmup,
                              num_samples=num_samples, target_accept=target_accept,
-                             max_tree_depth=max_tree_depth, dense_mass=dense, frozen=frozen)
+                             max_tree_depth=max_tree_depth, dense_mass=dense, frozen=frozen,
+                             warmup=warmup)
 
     if vectorize == "vmap":
         batched = jax.vmap(one, in_axes=(0, 0, None))
@@ -69,10 +70,11 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
                 num_warmup: int = 500, num_samples: int = 500, seed: int = 0,
                 latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
                 num_init_candidates: int = 64, dense_mass: bool = True, devices=None,
-                vectorize: str | None = None, uncertainty: str = "anchored"):
+                vectorize: str | None = None, uncertainty: str = "anchored",
+                warmup: str = "laplace"):
     """Posteriors of G galaxies at once (independent, same model and noise).
 
-    Each galaxy gets ``num_chains`` chains with their own window adaptation;
+    Each galaxy gets ``num_chains`` chains with their own warm-up;
     the whole computation (init, warm-up, sampling) is one jitted function
     vmapped over galaxies and, when more than one device is available, split
     over them with ``shard_map`` (the galaxy axis is padded to a multiple of
@@ -88,6 +90,10 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     uncertainty : {"anchored", "pointwise", "none"}
         The emulator's uncertainty in the likelihood, as in
         :func:`~bayesemu.inference.infer` (anchored at each galaxy's own best start).
+    warmup : {"window", "laplace"}
+        Window adaptation seeded at the mode with the Laplace metric (default)
+        or from the climb's best point with an identity metric, as in
+        :func:`~bayesemu.inference.infer`.
     devices : sequence of jax devices, optional (default ``jax.devices()``)
     vectorize : {"vmap", "map"} or None
         How galaxies share a device: ``"vmap"`` runs them in lock-step (every
@@ -112,6 +118,10 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     for g in range(imgs.shape[0]):
         check_image(imgs[g], model.image_shape, where=f"image {g}")
     sigma = check_noise_sigma(noise_sigma)
+    from .blackjax_backend import WARMUPS
+
+    if warmup not in WARMUPS:
+        raise BayesemuInputError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
     n_gal = imgs.shape[0]
     devices = list(jax.devices() if devices is None else devices)
     n_dev = max(1, min(len(devices), n_gal))
@@ -123,7 +133,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         raise BayesemuInputError(f"vectorize must be 'vmap', 'map' or None, got {vectorize!r}")
     settings = (latent, int(num_chains), int(num_warmup), int(num_samples), float(target_accept),
                 int(max_tree_depth), int(num_init_candidates), bool(dense_mass), vectorize,
-                tuple(devices[:n_dev]), uncertainty)
+                tuple(devices[:n_dev]), uncertainty, warmup)
     batched = _batched_sampler(model, prior, settings)
     keys = jax.random.split(jax.random.PRNGKey(seed), n_gal)  # independent of the padding
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
@@ -139,7 +149,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     attrs = {"model": str(model.identifier), "backend": "blackjax", "latent": latent,
              "uncertainty": uncertainty_label(model, latent, uncertainty),
              "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
-             "num_warmup": int(num_warmup), "num_samples": int(num_samples),
+             "num_warmup": int(num_warmup), "num_samples": int(num_samples), "warmup": warmup,
              "num_galaxies": int(n_gal), "num_devices": int(n_dev), "vectorize": vectorize,
              "sampling_time_s": float(elapsed), "galaxies_per_s": float(n_gal / elapsed),
              "parameter_space": model.space.to_dict(), "versions": package_versions(),

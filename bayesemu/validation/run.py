@@ -568,7 +568,7 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
                         exact, run.images[:k], sigma, num_chains=s.num_chains,
                         num_warmup=s.num_warmup, num_samples=s.num_samples, seed=seed + 1,
                         batch_size=k, max_tree_depth=s.max_tree_depth, progress=progress,
-                        desc="exact posteriors")
+                        desc="exact posteriors", warmup=s.warmup)
             timing["exact_posteriors_s"] = round(st.seconds, 2)
             pool = lambda c: c.reshape(c.shape[0], -1, c.shape[-1])  # noqa: E731
             comp = posterior_comparison(pool(run.chains[:k]), pool(chains_exact))

@@ -70,6 +70,9 @@ class SBCSettings(NamedTuple):
         How the emulator's own uncertainty enters the likelihood
         (:func:`bayesemu.infer`); ``"none"`` (plug-in) shows what
         marginalising it buys.
+    warmup : {"laplace", "window"}
+        NUTS warm-up scheme (:func:`bayesemu.infer`; default ``"laplace"``:
+        window adaptation seeded at the mode with the Laplace metric).
     simulator : {"galsim", "emulator"}
         Where the observations come from: the true analytic GalSim simulator
         (default) or the emulator itself (self-consistency check, see the
@@ -85,6 +88,7 @@ class SBCSettings(NamedTuple):
     max_tree_depth: int = 8
     uncertainty: str = "anchored"
     simulator: str = "galsim"
+    warmup: str = "laplace"
 
 
 #: SBC observation sources (``SBCSettings.simulator``).
@@ -247,7 +251,8 @@ def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
 def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_warmup: int,
                      num_samples: int, seed: int, batch_size: int, max_tree_depth: int = 10,
                      progress: bool = False, desc: str = "posteriors",
-                     uncertainty: str = "anchored") -> tuple[np.ndarray, np.ndarray]:
+                     uncertainty: str = "anchored",
+                     warmup: str = "laplace") -> tuple[np.ndarray, np.ndarray]:
     """NUTS posteriors of many images with :func:`bayesemu.inference.infer_batch`.
 
     Images are sampled ``batch_size`` at a time (the last batch padded by
@@ -276,7 +281,7 @@ def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_
             idata = infer_batch(model, chunk, noise_sigma, num_chains=num_chains,
                                 num_warmup=num_warmup, num_samples=num_samples,
                                 max_tree_depth=max_tree_depth, seed=int(seed) * 100003 + b,
-                                uncertainty=uncertainty)
+                                uncertainty=uncertainty, warmup=warmup)
             post = idata.posterior
             # (chain, draw, galaxy) -> (galaxy, chain, draw, param)
             arr = np.stack([np.moveaxis(np.asarray(post[k].values), 2, 0) for k in names], -1)
@@ -338,7 +343,8 @@ def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, s
                                     num_warmup=s.num_warmup, num_samples=s.num_samples,
                                     seed=seed, batch_size=s.batch_size,
                                     max_tree_depth=s.max_tree_depth, progress=progress,
-                                    desc="SBC posteriors", uncertainty=s.uncertainty)
+                                    desc="SBC posteriors", uncertainty=s.uncertainty,
+                                    warmup=s.warmup)
     draws, sufficient = thin_replicates(chains, s.n_draws)
     return SBCRun(theta_true=theta, images=images, chains=chains, draws=draws,
                   sufficient=sufficient, n_divergent=ndiv, settings=s,
@@ -359,6 +365,7 @@ def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
                num_warmup=int(s.num_warmup), num_samples=int(s.num_samples),
                max_tree_depth=int(s.max_tree_depth), noise_sigma=float(run.noise_sigma),
                uncertainty=str(s.uncertainty), simulator=str(s.simulator),
+               warmup=str(s.warmup),
                fraction_ess_sufficient=float(np.mean(run.sufficient)),
                divergent_fraction=float(np.sum(run.n_divergent)
                                         / (run.chains.shape[0] * s.num_chains * s.num_samples)),
