@@ -120,6 +120,8 @@ def test_inference_complete(quick_report):
     inf = quick_report["inference"]
     keys = ["jax_galsim_nuts", "jax_galsim_nuts_blackjax", "galsim_emcee"] + [
         f"{e}/{b}" for e in EMULATORS for b in ("numpyro", "blackjax")]
+    if "pca-gp" in EMULATORS:
+        keys.append("pca-gp/blackjax-window")
     for k in keys:
         e = inf[k]
         assert _positive(e["min_ess_per_s"]), (k, e["min_ess_per_s"])
@@ -130,6 +132,10 @@ def test_inference_complete(quick_report):
             assert math.isfinite(shift) and shift >= 0
     assert set(inf["ratio_vs_jax_galsim_nuts"]) == set(keys[3:])
     assert inf["jax_galsim_nuts_fastest"] in ("numpyro", "blackjax")
+    # each backend's default warm-up, and the plain-window row for comparison
+    assert inf["pca-gp/blackjax"]["warmup_scheme"] == "laplace"
+    assert inf["pca-gp/numpyro"]["warmup_scheme"] == "window"
+    assert inf["pca-gp/blackjax-window"]["warmup_scheme"] == "window"
     assert all(_positive(v) for v in inf["ratio_vs_galsim_emcee"].values())
     b = inf["batch"]
     assert b["galaxies"] >= 2 and _positive(b["galaxies_per_s"])
