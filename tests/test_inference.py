@@ -66,13 +66,24 @@ def test_laplace_fit_known_answer():
         d = jnp.concatenate([p["x"], p["y"]]) - mu
         return -0.5 * d @ prec @ d
 
-    mode, cov = laplace_fit(logdensity, {"x": jnp.zeros(2), "y": jnp.array([4.0])})
+    mode, cov, ok = laplace_fit(logdensity, {"x": jnp.zeros(2), "y": jnp.array([4.0])})
     np.testing.assert_allclose(np.concatenate([mode["x"], mode["y"]]), mu, atol=1e-4)
     np.testing.assert_allclose(cov, a @ a.T, rtol=1e-4, atol=1e-5)
-    # a flat direction gets the floored curvature (finite variance), not a NaN
-    _, cov_flat = laplace_fit(lambda p: -0.5 * p["x"][0] ** 2, {"x": jnp.zeros(2)},
-                              min_curvature=1e-2)
+    assert bool(ok)
+    # far start (40 sd): steps are capped, the climb still arrives within 8 steps
+    far, _, ok_far = laplace_fit(lambda p: -0.5 * jnp.sum((p["x"] / 0.1) ** 2),
+                                 {"x": jnp.array([4.0, -1.0])}, max_step=10.0)
+    np.testing.assert_allclose(far["x"], 0.0, atol=1e-4)
+    assert bool(ok_far)
+    # a flat direction gets the floored curvature (finite variance) and is not a proper maximum
+    _, cov_flat, ok_flat = laplace_fit(lambda p: -0.5 * p["x"][0] ** 2, {"x": jnp.zeros(2)},
+                                       min_curvature=1e-2)
     np.testing.assert_allclose(np.diag(cov_flat), [1.0, 100.0], rtol=1e-4)
+    assert not bool(ok_flat)
+    # a saddle (start at the maximum of x[1] but the minimum of x[0]^2 - x[1]^2 along x[0])
+    _, _, ok_saddle = laplace_fit(lambda p: 0.5 * p["x"][0] ** 2 - 0.5 * p["x"][1] ** 2,
+                                  {"x": jnp.zeros(2)})
+    assert not bool(ok_saddle)
 
 
 def test_laplace_warmup_runs_short_and_exact(linear):

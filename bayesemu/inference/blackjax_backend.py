@@ -42,8 +42,9 @@ __all__ = ["WARMUPS", "laplace_fit", "make_runner", "nuts_chain", "run_blackjax"
 WARMUPS = ("window", "laplace")
 
 
-def laplace_fit(logdensity_fn, position, num_newton: int = 5, min_curvature: float = 1e-4):
-    """Posterior mode and Laplace covariance by damped Newton steps; pure JAX.
+def laplace_fit(logdensity_fn, position, num_newton: int = 8, min_curvature: float = 1e-4,
+                max_step: float = 3.0):
+    """Posterior mode and Laplace covariance by damped, saddle-free Newton steps; pure JAX.
 
     Parameters
     ----------
@@ -52,46 +53,61 @@ def laplace_fit(logdensity_fn, position, num_newton: int = 5, min_curvature: flo
     position : pytree
         Start (near the mode, e.g. the initialisation climb's best point).
     num_newton : int
-        Newton steps; a step that lowers the density (or is not finite) is
-        halved, up to 4 times, and else skipped.
+        Newton steps. Each uses ``|eigenvalues|`` of ``-H`` (so a saddle or a
+        convex patch still gives an ascent direction), is shortened to at
+        most ``max_step`` in the whitened metric, and is halved (up to 5
+        times) until it raises the density, else skipped.
     min_curvature : float
-        Floor on the eigenvalues of ``-H`` (unconstrained units⁻²), so flat or
-        non-concave directions get a wide but finite variance.
+        Floor on those eigenvalues (unconstrained units⁻²).
+    max_step : float
+        Longest Newton step, in standard deviations of the local Gaussian.
 
     Returns
     -------
-    (mode, covariance) : the mode as a pytree like ``position`` and the
-    covariance ``[D, D]`` of the flattened position.
+    (mode, covariance, converged) : the end point as a pytree like
+    ``position``, the covariance ``[D, D]`` of the flattened position there,
+    and whether it is a proper maximum (``-H`` positive definite, gradient
+    within 0.1 sd of zero in the whitened metric, everything finite).
     """
     from jax.flatten_util import ravel_pytree
 
     flat, unravel = ravel_pytree(position)
     f = lambda x: logdensity_fn(unravel(x))  # noqa: E731
 
-    def precision(x):
+    def curvature(x):
         h = jax.hessian(f)(x)
         w, v = jnp.linalg.eigh(-0.5 * (h + h.T))
-        w = jnp.where(jnp.isfinite(w), w, min_curvature)
-        return jnp.maximum(w, min_curvature), v
+        return w, v
 
     def newton(x, _):
         fx, g = jax.value_and_grad(f)(x)
-        w, v = precision(x)
-        step = v @ ((v.T @ g) / w)
+        w, v = curvature(x)
+        w = jnp.maximum(jnp.abs(jnp.where(jnp.isfinite(w), w, 1.0)), min_curvature)
+        white = (v.T @ g) / jnp.sqrt(w)                  # gradient in the whitened metric
+        norm = jnp.linalg.norm(white)
+        scale = jnp.minimum(1.0, max_step / jnp.maximum(norm, 1e-30))
+        step = scale * (v @ (white / jnp.sqrt(w)))
         step = jnp.where(jnp.all(jnp.isfinite(step)), step, jnp.zeros_like(step))
 
         def halve(carry, _):
             t, done = carry
-            ok = jnp.isfinite(f(x + t * step)) & (f(x + t * step) >= fx)
+            ft = f(x + t * step)
+            ok = jnp.isfinite(ft) & (ft >= fx)
             return (jnp.where(done | ok, t, 0.5 * t), done | ok), None
 
-        (t, ok), _ = jax.lax.scan(halve, (jnp.float32(1.0), jnp.array(False)), None, length=5)
+        (t, ok), _ = jax.lax.scan(halve, (jnp.float32(1.0), jnp.array(False)), None, length=6)
         return jnp.where(ok, x + t * step, x), None
 
     x, _ = jax.lax.scan(newton, flat, None, length=num_newton)
-    w, v = precision(x)
-    cov = (v / w) @ v.T
-    return unravel(x), 0.5 * (cov + cov.T)
+    w, v = curvature(x)
+    g = jax.grad(f)(x)
+    wf = jnp.maximum(jnp.where(jnp.isfinite(w), w, min_curvature), min_curvature)
+    cov = (v / wf) @ v.T
+    cov = 0.5 * (cov + cov.T)
+    white = (v.T @ g) / jnp.sqrt(wf)
+    converged = (jnp.all(w > min_curvature) & (jnp.linalg.norm(white) < 0.1)
+                 & jnp.all(jnp.isfinite(cov)) & jnp.isfinite(f(x)))
+    return unravel(x), cov, converged
 
 
 def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples: int,
@@ -117,10 +133,8 @@ def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples
     warm_key, sample_key = jax.random.split(rng_key)
     extra = {}
     if warmup == "laplace":
-        mode, cov = laplace_fit(logdensity_fn, position)
-        # a non-finite fit (e.g. a NaN curvature) falls back on the plain window adaptation
-        ok = (jnp.all(jnp.isfinite(cov)) & jnp.isfinite(logdensity_fn(mode))
-              & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(mode)])))
+        mode, cov, ok = laplace_fit(logdensity_fn, position)
+        # no proper maximum reached (saddle, flat or non-finite curvature): plain window
         eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
         cov = jnp.where(ok, cov, eye)
         position = jax.tree.map(lambda m, p: jnp.where(ok, m, p), mode, position)
