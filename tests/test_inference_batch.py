@@ -55,16 +55,30 @@ def test_compiled_sampler_is_reused_and_refuses_bad_vectorize():
     kw = dict(num_chains=1, num_warmup=50, num_samples=50)
     a = infer_batch(model, images, NOISE, seed=0, **kw)
     n_cached = len(batch._CACHE)
-    fns = [v[1] for v in batch._CACHE.values() if v[0] is model]
+    fns = batch._CACHE.values_for(model)
     b = infer_batch(model, images[::-1], NOISE, seed=0, **kw)
-    assert len(batch._CACHE) == n_cached and [v[1] for v in batch._CACHE.values()
-                                              if v[0] is model] == fns
+    assert len(batch._CACHE) == n_cached and batch._CACHE.values_for(model) == fns
     # same seed, same images reversed: galaxy 0 of b saw galaxy 1 of a's image
     assert not np.array_equal(a.posterior["t0"].values, b.posterior["t0"].values)
     infer_batch(model, images, NOISE, seed=0, num_chains=1, num_warmup=60, num_samples=50)
-    assert len([v for v in batch._CACHE.values() if v[0] is model]) == 2
+    assert len(batch._CACHE.values_for(model)) == 2
     with pytest.raises(BayesemuInputError, match="vectorize"):
         infer_batch(model, images, NOISE, vectorize="pmap", **kw)
+
+
+def test_compiled_cache_matches_by_identity_and_drops_the_oldest():
+    from bayesemu.inference.cache import CompiledCache
+
+    cache = CompiledCache(size=2)
+    a, b = object(), object()
+    cache.put(a, ("s", 1), "fa1")
+    cache.put(b, ("s", 1), "fb1")
+    assert cache.get(a, ("s", 1)) == "fa1" and cache.get(b, ("s", 1)) == "fb1"
+    assert cache.get(object(), ("s", 1)) is None and cache.get(a, ("s", 2)) is None
+    cache.put(a, ("s", 1), "fa1'")                 # replaced, not duplicated
+    assert len(cache) == 2 and cache.get(a, ("s", 1)) == "fa1'"
+    cache.put(a, ("s", 2), "fa2")                  # b's entry is now the oldest: dropped
+    assert cache.get(b, ("s", 1)) is None and cache.values_for(a) == ["fa1'", "fa2"]
 
 
 SCRIPT = textwrap.dedent("""

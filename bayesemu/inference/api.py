@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError
+from .cache import CompiledCache
 from .diagnostics import check_convergence, to_inference_data
 from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
 
@@ -172,9 +173,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     return idata
 
 
-#: Compiled pipelines of recent ``infer`` calls (default priors only), newest last.
-_PIPELINES: list = []
-_MAX_PIPELINES = 4
+#: Compiled pipelines of recent ``infer`` calls (default priors only).
+_PIPELINES = CompiledCache(4)
 
 
 def _pipeline(model, prior, latent, uncertainty, backend, num_chains, num_candidates, run_kw):
@@ -187,9 +187,9 @@ def _pipeline(model, prior, latent, uncertainty, backend, num_chains, num_candid
     key = (latent, uncertainty, backend, num_chains, num_candidates,
            tuple(sorted(run_kw.items())))
     if prior is None:
-        for entry in _PIPELINES:
-            if entry[0] is model and entry[1] == key:
-                return entry[2]
+        hit = _PIPELINES.get(model, key)
+        if hit is not None:
+            return hit
     ld = build_log_density(model, resolve_priors(model.space, prior), latent, uncertainty)
     init_fn = jax.jit(lambda k, im, s: initial_positions(k, ld, im, s, num_chains,
                                                          num_candidates))
@@ -201,6 +201,5 @@ def _pipeline(model, prior, latent, uncertainty, backend, num_chains, num_candid
         runner = make_runner(ld, **run_kw)
     out = (ld, init_fn, freeze_fn, runner)
     if prior is None:
-        _PIPELINES.append((model, key, out))
-        del _PIPELINES[:-_MAX_PIPELINES]
+        _PIPELINES.put(model, key, out)
     return out

@@ -12,15 +12,15 @@ import numpy as np
 from ..errors import BayesemuInputError
 from .api import check_image, check_noise_sigma
 from .blackjax_backend import sample_galaxy
+from .cache import CompiledCache
 from .diagnostics import to_inference_data
 from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
 
 __all__ = ["infer_batch"]
 
 #: Jitted batched samplers kept between calls (SBC calls infer_batch once per
-#: batch of replicates with the same model and settings): key -> function.
-_CACHE: dict = {}
-_CACHE_SIZE = 4
+#: batch of replicates with the same model and settings).
+_CACHE = CompiledCache(4)
 
 
 def _batched_sampler(model, prior, settings):
@@ -32,10 +32,9 @@ def _batched_sampler(model, prior, settings):
     """
     from jax.sharding import Mesh, PartitionSpec as P
 
-    key = (id(model), settings) if prior is None else None
-    hit = _CACHE.get(key) if key is not None else None
-    if hit is not None and hit[0] is model:
-        return hit[1]
+    hit = _CACHE.get(model, settings) if prior is None else None
+    if hit is not None:
+        return hit
     (latent, num_chains, num_warmup, num_samples, target_accept, max_tree_depth, n_cand, dense,
      vectorize, devs, uncertainty, warmup) = settings
     ld = build_log_density(model, resolve_priors(model.space, prior), latent, uncertainty)
@@ -59,10 +58,8 @@ def _batched_sampler(model, prior, settings):
         batched = jax.shard_map(batched, mesh=mesh, in_specs=(P("galaxy"), P("galaxy"), P()),
                                 out_specs=P("galaxy"), check_vma=False)
     fn = jax.jit(batched)
-    if key is not None:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (model, fn)
+    if prior is None:
+        _CACHE.put(model, settings, fn)
     return fn
 
 
