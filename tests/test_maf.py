@@ -148,6 +148,10 @@ def test_state_round_trip_is_exact(fitted):
     np.testing.assert_array_equal(np.asarray(cond.mean(u)), np.asarray(back.mean(u)))
     np.testing.assert_array_equal(np.asarray(cond.sample(jax.random.key(5), u[0], 3)),
                                   np.asarray(back.sample(jax.random.key(5), u[0], 3)))
+    # a raw (numpyro-style) key is wrapped into the same typed key
+    np.testing.assert_array_equal(
+        np.asarray(cond.sample(jax.random.PRNGKey(5), u[0], 3)),
+        np.asarray(cond.sample(jax.random.wrap_key_data(jax.random.PRNGKey(5)), u[0], 3)))
     bad = dict(arrays)
     bad["flow.0000"] = bad["flow.0000"][..., :-1]
     with pytest.raises(FileFormatError):

@@ -185,7 +185,13 @@ class MAFConditioner(eqx.Module):
         return self.flow.log_prob(s, c) - jnp.sum(jnp.log(self.z_std))
 
     def sample_shape(self, rng_key, u, sample_shape=()):
-        """Draws of z with shape ``sample_shape + u.shape[:-1] + (L,)``."""
+        """Draws of z with shape ``sample_shape + u.shape[:-1] + (L,)``.
+
+        ``rng_key``: a typed key (``jax.random.key``) or a raw ``uint32[2]``
+        one (``jax.random.PRNGKey``, as numpyro passes), which is wrapped.
+        """
+        if not jax.dtypes.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
+            rng_key = jax.random.wrap_key_data(jnp.asarray(rng_key, jnp.uint32))
         return _jit_sample(self, rng_key, self._cond(u), tuple(int(i) for i in sample_shape))
 
     def _sample(self, rng_key, c, sample_shape):

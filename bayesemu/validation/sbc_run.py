@@ -237,8 +237,8 @@ def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
     if uncertainty == "none":
         images = np.asarray(emulator.predict(theta, allow_extrapolation=True), np.float32)
     else:
-        key = jax.random.PRNGKey(int(np.random.SeedSequence(int(seed), spawn_key=(3,))
-                                     .generate_state(1)[0]))
+        key = jax.random.key(int(np.random.SeedSequence(int(seed), spawn_key=(3,))
+                                 .generate_state(1)[0]))
         images = np.asarray(emulator.sample(key, theta, 1, allow_extrapolation=True)[0],
                             np.float32)
     images = np.array(images, np.float32)
