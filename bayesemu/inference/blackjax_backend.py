@@ -56,7 +56,7 @@ def laplace_fit(logdensity_fn, position, num_newton: int = 8, min_curvature: flo
         Newton steps. Each uses ``|eigenvalues|`` of ``-H`` (so a saddle or a
         convex patch still gives an ascent direction), is shortened to at
         most ``max_step`` in the whitened metric, and is halved (up to 5
-        times) until it raises the density, else skipped.
+        times) until it does not lower the density, else skipped.
     min_curvature : float
         Floor on those eigenvalues (unconstrained units⁻²).
     max_step : float
@@ -118,9 +118,8 @@ def nuts_chain(rng_key, position, logdensity_fn, *, num_warmup: int, num_samples
     Pure JAX (jit/vmap-able). ``position`` is an unconstrained pytree.
     ``dense_mass`` uses a full (rather than diagonal) inverse mass matrix;
     ``warmup`` is ``"window"`` (Stan-style window adaptation) or
-    ``"laplace"`` (window adaptation seeded with the Laplace metric at the
-    mode), see the
-    module docstring.
+    ``"laplace"`` (window adaptation started at the mode with the Laplace
+    metric), see the module docstring.
 
     Returns
     -------
