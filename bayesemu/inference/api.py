@@ -118,15 +118,9 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
 
     if backend not in BACKENDS:
         raise BayesemuInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    from .blackjax_backend import WARMUPS
+    from .blackjax_backend import resolve_warmup
 
-    if warmup is None:
-        warmup = "laplace" if backend == "blackjax" else "window"
-    if warmup not in WARMUPS:
-        raise BayesemuInputError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
-    if warmup != "window" and backend != "blackjax":
-        raise BayesemuInputError(f"warmup={warmup!r} needs backend='blackjax' (numpyro adapts "
-                                 "with its own window scheme)")
+    warmup = resolve_warmup(warmup, backend)
     for name, val, lo in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
                           ("num_samples", num_samples, 1)):
         if int(val) != val or val < lo:

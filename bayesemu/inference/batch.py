@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import BayesemuInputError
 from .api import check_image, check_noise_sigma
-from .blackjax_backend import sample_galaxy
+from .blackjax_backend import resolve_warmup, sample_galaxy
 from .cache import CompiledCache
 from .diagnostics import to_inference_data
 from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
@@ -115,10 +115,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     for g in range(imgs.shape[0]):
         check_image(imgs[g], model.image_shape, where=f"image {g}")
     sigma = check_noise_sigma(noise_sigma)
-    from .blackjax_backend import WARMUPS
-
-    if warmup not in WARMUPS:
-        raise BayesemuInputError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
+    warmup = resolve_warmup(warmup)
     n_gal = imgs.shape[0]
     devices = list(jax.devices() if devices is None else devices)
     n_dev = max(1, min(len(devices), n_gal))

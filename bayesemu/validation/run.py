@@ -317,10 +317,9 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
         if isinstance(n_sbc, bool) or int(n_sbc) != n_sbc or n_sbc < 0 or n_sbc == 1:
             raise BayesemuInputError(f"number of SBC replicates must be 0 or >= 2, got {n_sbc}")
         settings = settings._replace(n_replicates=int(n_sbc))
-    from .sbc_run import SIMULATORS
-    if settings.simulator not in SIMULATORS:
-        raise BayesemuInputError(f"SBC simulator must be one of {list(SIMULATORS)}, "
-                                 f"got {settings.simulator!r}")
+    from .sbc_run import check_simulator
+
+    check_simulator(settings.simulator)  # before the minutes of pixel and shear work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = _Log(progress)
@@ -518,12 +517,13 @@ def validate(emulator, test_dataset, out_dir, *, train_dataset=None, quick: bool
         hist, ecdf = cal.histogram, cal.ecdf
         vp.plot_rank_histograms(hist.edges, hist.counts, hist.expected, hist.lower, hist.upper,
                                 figs.path("sbc_ranks"), names=names, level=hist.level)
-        figs.add("sbc_ranks", "SBC rank histograms (" + ("true simulator)" if s.simulator
-                                                          == "galsim" else "emulator as simulator)"),
-                 reading_sbc(cal.sbc) + " Observations are "
-                 + ("GalSim images" if s.simulator == "galsim" else
+        galsim = s.simulator == "galsim"
+        observed = ("GalSim images" if galsim else
                     "images drawn from the emulator itself (a self-consistency check of the "
                     "sampler and the likelihood's approximations, blind to emulator error)")
+        figs.add("sbc_ranks", "SBC rank histograms (" + ("true simulator)" if galsim
+                                                          else "emulator as simulator)"),
+                 reading_sbc(cal.sbc) + f" Observations are {observed}"
                  + f" plus noise σ = {sigma:g}; the grey band holds {hist.level:.0%} of the bins of uniform ranks "
                  f"({cal.sbc['fraction_ess_sufficient']:.0%} of replicates reached ESS ≥ "
                  f"{s.n_draws}, divergent transitions {cal.sbc['divergent_fraction']:.2%}).")

@@ -41,7 +41,7 @@ from .calibration import (DEFAULT_LEVELS, coverage, coverage_band, ecdf_differen
                           rank_histogram, sbc_metrics, sbc_ranks, tarp_coverage, thin_replicates)
 
 __all__ = ["SBCSettings", "SBCRun", "CalibrationSummary", "QUICK_SBC", "FULL_SBC", "SIMULATORS",
-           "prior_draws", "simulate_observations", "emulate_observations", "posterior_chains",
+           "check_simulator", "prior_draws", "simulate_observations", "emulate_observations", "posterior_chains",
            "run_sbc",
            "calibration_summary"]
 
@@ -203,10 +203,23 @@ def simulate_observations(theta, *, space: ParameterSpace, stamp: int, pixel_sca
     from ..data import draw_analytic_batch
 
     images = draw_analytic_batch(theta, stamp=stamp, pixel_scale=pixel_scale, space=space)
+    return _add_noise(images, noise_sigma, seed)
+
+
+def _add_noise(images, noise_sigma: float, seed: int) -> np.ndarray:
+    """``images`` (float32 copy) plus Gaussian noise; row ``r``'s depends only on ``seed``, ``r``."""
+    images = np.array(images, np.float32)
     for r in range(images.shape[0]):
         images[r] += np.float32(noise_sigma) * _rng(seed, 1, r).standard_normal(
             images.shape[1:], dtype=np.float32)
     return images
+
+
+def check_simulator(simulator: str) -> None:
+    """Refuse an SBC observation source not in :data:`SIMULATORS`."""
+    if simulator not in SIMULATORS:
+        raise BayesemuInputError(f"SBC simulator must be one of {list(SIMULATORS)}, "
+                                 f"got {simulator!r}")
 
 
 def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
@@ -241,11 +254,7 @@ def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
                                  .generate_state(1)[0]))
         images = np.asarray(emulator.sample(key, theta, 1, allow_extrapolation=True)[0],
                             np.float32)
-    images = np.array(images, np.float32)
-    for r in range(images.shape[0]):
-        images[r] += np.float32(noise_sigma) * _rng(seed, 1, r).standard_normal(
-            images.shape[1:], dtype=np.float32)
-    return images
+    return _add_noise(images, noise_sigma, seed)
 
 
 def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_warmup: int,
@@ -322,9 +331,7 @@ def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, s
     if s.n_replicates < 2 or s.n_draws < 1:
         raise BayesemuInputError(f"SBC needs >= 2 replicates and >= 1 draw, got {s.n_replicates}, "
                                  f"{s.n_draws}")
-    if s.simulator not in SIMULATORS:
-        raise BayesemuInputError(f"SBC simulator must be one of {list(SIMULATORS)}, "
-                                 f"got {s.simulator!r}")
+    check_simulator(s.simulator)
     if s.n_draws > s.num_chains * s.num_samples:
         raise BayesemuInputError(f"SBC: {s.n_draws} thinned draws need at least as many MCMC "
                                  f"draws, got {s.num_chains} x {s.num_samples}")
