@@ -41,9 +41,8 @@ from .calibration import (DEFAULT_LEVELS, coverage, coverage_band, ecdf_differen
                           rank_histogram, sbc_metrics, sbc_ranks, tarp_coverage, thin_replicates)
 
 __all__ = ["SBCSettings", "SBCRun", "CalibrationSummary", "QUICK_SBC", "FULL_SBC", "SIMULATORS",
-           "check_simulator", "prior_draws", "simulate_observations", "emulate_observations", "posterior_chains",
-           "run_sbc",
-           "calibration_summary"]
+           "check_simulator", "prior_draws", "simulate_observations", "emulate_observations",
+           "posterior_chains", "run_sbc", "calibration_summary"]
 
 
 class SBCSettings(NamedTuple):
