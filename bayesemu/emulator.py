@@ -91,10 +91,19 @@ class Emulator:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.physics not in PHYSICS_MODES:
-            raise BayesemuInputError(f"physics must be one of {PHYSICS_MODES}, got {self.physics!r}")
-        if self.physics == "flux" and "flux" not in self.space.names:
-            raise BayesemuInputError("physics='flux' needs a parameter named 'flux'")
+        from .physics import PHYSICS
+
+        if self.physics not in PHYSICS:
+            raise BayesemuInputError(f"physics must be one of {PHYSICS.names()}, got "
+                                     f"{self.physics!r}")
+        self.physics_mode.check(self.space)
+
+    @property
+    def physics_mode(self):
+        """The :class:`~bayesemu.physics.PhysicsMode` object of :attr:`physics`."""
+        from .physics import physics_mode
+
+        return physics_mode(self.physics)
 
     # ------------------------------------------------------------ properties
     @property
@@ -112,9 +121,7 @@ class Emulator:
     @property
     def conditioned_space(self) -> ParameterSpace:
         """The parameters the conditioner sees (``flux`` removed in flux mode)."""
-        if self.physics == "flux":
-            return self.space.subspace([n for n in self.space.names if n != "flux"])
-        return self.space
+        return self.physics_mode.conditioned_space(self.space)
 
     @property
     def identifier(self) -> str:
@@ -122,18 +129,17 @@ class Emulator:
         return f"{self.kind}/{self.physics}/{fp}"
 
     # ------------------------------------------------------- pure JAX pieces
-    def _split(self, theta):
-        """(unit-cube conditioner input u, image scale s) for theta [..., P]."""
+    def split(self, theta):
+        """(unit-cube conditioner input u, exact image scale s) for theta [..., P]; pure JAX."""
         theta = jnp.asarray(theta, dtype=jnp.float32)
         if theta.ndim == 0 or theta.shape[-1] != self.space.dim:  # static: safe under jit
             raise BayesemuInputError(
                 f"theta has shape {theta.shape}; the last axis must have length {self.space.dim} "
                 f"({', '.join(self.space.names)})")
-        if self.physics == "flux":
-            i = self.space.index("flux")
-            keep = [j for j in range(self.space.dim) if j != i]
-            return self.conditioned_space.to_unit(theta[..., keep]), theta[..., i]
-        return self.space.to_unit(theta), jnp.ones(theta.shape[:-1], theta.dtype)
+        theta_c, s = self.physics_mode.split(self.space, theta)
+        return self.conditioned_space.to_unit(theta_c), s
+
+    _split = split
 
     def mean_image(self, theta):
         """Emulated mean image(s) ``[..., H, W]`` in counts, pure JAX, no checks.

@@ -26,6 +26,7 @@ from .errors import FileFormatError
 __all__ = [
     "FORMAT_VERSION", "atomic_write_bytes", "atomic_write_json", "sha256_file",
     "save_arrays", "load_arrays", "write_manifest", "read_manifest", "package_versions",
+    "write_fits", "write_netcdf",
 ]
 
 #: Version of the on-disk format written by this release.
@@ -189,3 +190,58 @@ def read_manifest(directory: str | os.PathLike, kind: str, *, verify: bool = Tru
             if sha256_file(fpath) != digest:
                 raise FileFormatError(f"{fpath}: checksum mismatch (file truncated or corrupted)")
     return manifest
+
+
+def write_fits(path: str | os.PathLike, images, header: Mapping[str, Any] | None = None,
+               table: Mapping[str, Any] | None = None, *, units: Mapping[str, str] | None = None,
+               table_name: str = "PARAMS") -> Path:
+    """Write images (primary HDU) and an optional binary table, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+    images : array ``[H, W]`` or ``[N, H, W]``
+        Stored as float32.
+    header : mapping, optional
+        Primary header cards: ``{KEY: value}`` or ``{KEY: (value, comment)}``.
+    table : mapping name -> 1-d array, optional
+        Columns of the ``table_name`` extension, in order (integers as 64-bit
+        ints, everything else as float64).
+    units : mapping name -> str, optional
+        Units of the table columns.
+    """
+    import io
+
+    from astropy.io import fits
+
+    primary = fits.PrimaryHDU(np.asarray(images, np.float32))
+    for key, value in dict(header or {}).items():
+        primary.header[key] = value
+    hdus = [primary]
+    if table is not None:
+        units = dict(units or {})
+        cols = []
+        for name, values in table.items():
+            arr = np.asarray(values)
+            fmt = "K" if np.issubdtype(arr.dtype, np.integer) else "D"
+            cols.append(fits.Column(name=name, format=fmt, unit=units.get(name) or None,
+                                    array=arr))
+        hdus.append(fits.BinTableHDU.from_columns(cols, name=table_name))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def write_netcdf(idata, path: str | os.PathLike) -> Path:
+    """Write an ArviZ InferenceData to NetCDF atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        idata.to_netcdf(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -18,12 +18,10 @@ import warnings
 
 import numpy as np
 
+from .constraints import REDUCED_SHEAR, Constraint, check_rows, constraint_from_name, satisfied
 from .errors import ExtrapolationWarning, ParameterError
 
 __all__ = ["Parameter", "ParameterSpace", "analytic_space", "REDUCED_SHEAR"]
-
-#: Name of the constraint ``g1**2 + g2**2 < 1`` on reduced shear.
-REDUCED_SHEAR = "reduced_shear"
 
 
 @dataclass(frozen=True)
@@ -74,15 +72,17 @@ class ParameterSpace:
     ----------
     parameters : sequence of Parameter
         In the column order of every parameter array ``theta[..., P]``.
-    constraints : sequence of str
-        Named constraints. Supported: ``"reduced_shear"`` (requires parameters
-        ``g1`` and ``g2``; enforces ``g1**2 + g2**2 < 1``). The box itself
-        must satisfy the constraint everywhere, so that a Latin hypercube
-        over the box never yields a forbidden point.
+    constraints : sequence of Constraint or str
+        Constraints (:mod:`bayesemu.constraints`), as objects or by their
+        stored names, e.g. ``"reduced_shear"`` (needs parameters ``g1`` and
+        ``g2``; enforces ``g1**2 + g2**2 < 1``). The box itself must satisfy
+        each constraint everywhere, so that a Latin hypercube over the box
+        never yields a forbidden point; values are still checked against
+        them (:meth:`validate`), extrapolation included.
     """
 
     parameters: tuple[Parameter, ...]
-    constraints: tuple[str, ...] = field(default_factory=tuple)
+    constraints: tuple[Constraint, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         params = tuple(self.parameters)
@@ -93,20 +93,13 @@ class ParameterSpace:
         if dup:
             raise ParameterError(f"duplicate parameter names: {', '.join(dup)}")
         object.__setattr__(self, "parameters", params)
-        object.__setattr__(self, "constraints", tuple(self.constraints))
-        for c in self.constraints:
-            if c == REDUCED_SHEAR:
-                if "g1" not in names or "g2" not in names:
-                    raise ParameterError("constraint 'reduced_shear' needs parameters g1 and g2")
-                g1, g2 = self["g1"], self["g2"]
-                gmax = math.hypot(max(abs(g1.low), abs(g1.high)), max(abs(g2.low), abs(g2.high)))
-                if gmax >= 1.0:
-                    raise ParameterError(
-                        "reduced shear bounds allow |g| >= 1 (corner |g| = "
-                        f"{gmax:.3f}); choose g1, g2 bounds with max|g1|^2 + max|g2|^2 < 1"
-                    )
-            else:
-                raise ParameterError(f"unknown constraint {c!r} (known: {REDUCED_SHEAR!r})")
+        cons = tuple(constraint_from_name(c) for c in self.constraints)
+        object.__setattr__(self, "constraints", cons)
+        for c in cons:
+            if any(p not in names for p in c.parameters):
+                raise ParameterError(f"constraint {c.name!r} needs parameters "
+                                     f"{' and '.join(c.parameters)}")
+            c.check_box([self[p].low for p in c.parameters], [self[p].high for p in c.parameters])
 
     # ------------------------------------------------------------------ access
     @property
@@ -128,6 +121,11 @@ class ParameterSpace:
     @property
     def units(self) -> tuple[str, ...]:
         return tuple(p.unit for p in self.parameters)
+
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        """The stored names of the constraints (e.g. ``("reduced_shear",)``)."""
+        return tuple(c.name for c in self.constraints)
 
     def __len__(self) -> int:
         return self.dim
@@ -164,8 +162,37 @@ class ParameterSpace:
     def subspace(self, names: Sequence[str]) -> "ParameterSpace":
         """The space restricted to ``names`` (constraints kept where they apply)."""
         params = tuple(self[n] for n in names)
-        cons = tuple(c for c in self.constraints if c != REDUCED_SHEAR or {"g1", "g2"} <= set(names))
+        cons = tuple(c for c in self.constraints if set(c.parameters) <= set(names))
         return ParameterSpace(params, cons)
+
+    # ------------------------------------------------------------- constraints
+    def satisfied(self, values) -> np.ndarray:
+        """Boolean mask ``[...]`` of the rows of ``values [..., P]`` meeting every constraint."""
+        arr = np.asarray(values, dtype=np.float64)
+        flat = arr.reshape(-1, self.dim)
+        return satisfied(self.constraints, flat, self.names).reshape(arr.shape[:-1])
+
+    def log_constraint(self, theta):
+        """0 where the JAX vector ``theta [P]`` meets every constraint, -inf elsewhere
+        (the constraints' factor of a numpyro model)."""
+        out = 0.0
+        for c in self.constraints:
+            out = out + c.log_factor([theta[self.index(p)] for p in c.parameters])
+        return out
+
+    def uniform_draws(self, n: int, rng: np.random.Generator, max_tries: int = 1000) -> np.ndarray:
+        """``n`` draws ``[n, P]`` uniform on the box restricted by the constraints.
+
+        Rejection sampling in blocks of ``max(n, 16)`` uniform points.
+        """
+        out = np.empty((0, self.dim))
+        for _ in range(max_tries):
+            cand = self.lows + rng.random((max(n, 16), self.dim)) * (self.highs - self.lows)
+            out = np.concatenate([out, cand[self.satisfied(cand)]])
+            if len(out) >= n:
+                return out[:n]
+        raise ParameterError(f"the box of {list(self.names)} has (almost) no mass where its "
+                             f"constraints ({', '.join(self.constraint_names)}) hold")
 
     # ------------------------------------------------------------- transforms
     def to_unit(self, theta):
@@ -245,11 +272,7 @@ class ParameterSpace:
             if not allow_extrapolation:
                 raise ParameterError(msg + "; pass allow_extrapolation=True to accept it")
             warnings.warn(msg + " (extrapolating)", ExtrapolationWarning, stacklevel=2)
-        if REDUCED_SHEAR in self.constraints:
-            g = np.hypot(flat[:, self.index("g1")], flat[:, self.index("g2")])
-            if (g >= 1).any():
-                row = int(np.argmax(g >= 1))
-                raise ParameterError(f"reduced shear |g| = {g[row]:.4f} >= 1 in row {row}")
+        check_rows(self.constraints, flat, self.names)
         return arr
 
     # ---------------------------------------------------------- serialisation
@@ -261,7 +284,7 @@ class ParameterSpace:
                  "description": p.description}
                 for p in self.parameters
             ],
-            "constraints": list(self.constraints),
+            "constraints": list(self.constraint_names),
         }
 
     @classmethod
@@ -280,7 +303,7 @@ class ParameterSpace:
         lines = [f"{'name':<14}{'low':>12}{'high':>12}  unit"]
         lines += [f"{p.name:<14}{p.low:>12.4g}{p.high:>12.4g}  {p.unit}" for p in self.parameters]
         if self.constraints:
-            lines.append("constraints: " + ", ".join(self.constraints))
+            lines.append("constraints: " + ", ".join(self.constraint_names))
         return "\n".join(lines)
 
 

@@ -105,7 +105,7 @@ def bench_emcee(image, args):
 
 
 def bench_batch(model, args, label):
-    from bayesemu.data.analytic import draw_analytic
+    from bayesemu.data import draw_analytic
     from bayesemu.inference import infer_batch
 
     rng = np.random.default_rng(1)
@@ -157,7 +157,7 @@ def load_or_train_emulator(args):
 
         return load(args.model_dir), args.model_dir
     if args.train_emulator:
-        from bayesemu.data.analytic import simulate_analytic
+        from bayesemu.data import simulate_analytic
         from bayesemu.training import train
 
         ds = simulate_analytic(args.train_n, seed=0, progress=False)
@@ -170,7 +170,7 @@ def load_or_train_emulator(args):
 def main(args):
     import jax
 
-    from bayesemu.data.analytic import draw_analytic
+    from bayesemu.data import draw_analytic
     from bayesemu.files import package_versions
     from bayesemu.inference.baselines import JaxGalsimModel
 

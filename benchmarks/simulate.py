@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         with local_cluster(2) as cluster, Client(cluster) as client:  # as --workers 2 does
             startup = time.perf_counter() - t0
-            client.run(lambda: __import__("bayesemu.data.analytic") and
+            client.run(lambda: __import__("bayesemu.simulators.analytic") and
                        __import__("galsim") and __import__("zarr"))  # warm workers
             chunks = [thetas[i:i + args.chunk_size] for i in range(0, n, args.chunk_size)]
             t0 = time.perf_counter()

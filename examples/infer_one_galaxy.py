@@ -28,7 +28,7 @@ def load_forward_model(model_dir, stamp, pixel_scale):
 def main(args):
     import arviz as az
 
-    from bayesemu.data.analytic import draw_analytic
+    from bayesemu.data import draw_analytic
     from bayesemu.inference import infer
     from bayesemu.plots.corner import corner_plot
 

@@ -49,7 +49,7 @@ def main(args):
     import jax
     from numpyro.infer import MCMC, NUTS, init_to_median
 
-    from bayesemu.data.analytic import draw_analytic
+    from bayesemu.data import draw_analytic
 
     forward = load_forward_model(args.model_dir, args.stamp, args.pixel_scale)
     stamp = forward.image_shape[0]

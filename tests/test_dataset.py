@@ -40,7 +40,9 @@ def test_store_layout_and_attributes(stored):
     assert ds.space == analytic_space() and ds.pixel_scale == 0.25 and ds.noise_sigma == 30.0
     a = ds.attrs
     assert a["format"] == "bayesemu-dataset" and a["format_version"] == 1
-    assert a["generator"] == "analytic" and a["seed"] == 4 and a["complete"] is True
+    assert a["simulator"]["name"] == "analytic" and a["seed"] == 4 and a["complete"] is True
+    assert a["simulator"]["config"]["stamp"] == 16 and ds.simulator_name == "analytic"
+    assert ds.simulator().config() == a["simulator"]["config"]  # rebuilt through the registry
     assert a["psf"]["profile"] == "galsim.Gaussian"
     assert a["noise"] == {"model": "gaussian", "sigma": 30.0, "unit": "counts/pixel",
                           "stored": False}

@@ -22,10 +22,11 @@ def _write_fits(path, image):
 
 @pytest.fixture
 def obs(tmp_path):
-    from bayesemu.inference.baselines import draw_galsim
+    from bayesemu.data import draw_analytic
 
     truth = np.array([3e4, 0.4, 0.2, -0.1, 0.3])
-    image = draw_galsim(truth, stamp=16) + 30 * np.random.default_rng(0).normal(size=(16, 16))
+    image = (draw_analytic(truth, stamp=16).astype(np.float64)
+             + 30 * np.random.default_rng(0).normal(size=(16, 16)))
     return _write_fits(tmp_path / "obs.fits", image)
 
 

@@ -39,7 +39,7 @@ def test_analytic_space_defaults_match_design():
     np.testing.assert_array_equal(space.lows, [1e4, 0.1, -0.5, -0.5, 0.2])
     np.testing.assert_array_equal(space.highs, [1e5, 1.0, 0.5, 0.5, 0.4])
     assert space.units == ("counts", "arcsec", "", "", "arcsec")
-    assert space.constraints == (REDUCED_SHEAR,)
+    assert space.constraint_names == (REDUCED_SHEAR,)
     assert space.index("g2") == 3 and space["psf_fwhm"].high == 0.4
 
 
@@ -80,8 +80,8 @@ def test_invalid_definitions_are_refused():
 def test_subspace_keeps_order_and_drops_inapplicable_constraints():
     space = analytic_space()
     sub = space.subspace(["psf_fwhm", "flux"])
-    assert sub.names == ("psf_fwhm", "flux") and sub.constraints == ()
-    assert space.subspace(["g1", "g2"]).constraints == (REDUCED_SHEAR,)
+    assert sub.names == ("psf_fwhm", "flux") and sub.constraint_names == ()
+    assert space.subspace(["g1", "g2"]).constraint_names == (REDUCED_SHEAR,)
 
 
 # ------------------------------------------------------------------ unit cube maps

@@ -1,13 +1,15 @@
-"""Data: Latin hypercube designs, GalSim simulators, Zarr datasets, Dask simulation.
+"""Data: parameter designs, simulation into Zarr datasets, Dask, the Dataset.
 
 ::
 
-    latin_hypercube(n, dim, seed)            optimised LHS in the unit cube
-    draw_analytic(theta) / _batch(thetas)    GalSim exponential (x) Gaussian PSF images
-    analytic_profiles(theta)                 the GalSim (galaxy, psf) objects
-    simulate_analytic(n, seed, out=...)      a Dataset, in memory or in a Zarr store
+    simulate(simulator, n, seed, out=...)    any simulator -> a Dataset (memory or Zarr store)
+    simulate_analytic(n, seed, out=...)      the analytic simulator's shortcut
     load_dataset(path)                       open a Zarr dataset (lazy images)
     Dataset                                  images, params, space, noise, split, FITS
+    latin_hypercube(n, dim, seed)            optimised LHS in the unit cube
+    store                                    Zarr layout, chunk writes, output safety
+    distributed                              in-process or Dask execution of chunk tasks
+    draw_analytic(theta) / _batch(thetas)    the analytic galaxy (bayesemu.simulators.analytic)
 
 Importing this package is cheap: GalSim, Zarr, Dask and astropy are imported
 inside the functions that need them.
@@ -15,13 +17,14 @@ inside the functions that need them.
 
 from __future__ import annotations
 
-from .analytic import (ANALYTIC_NAMES, GSPARAMS, AnalyticProfiles, analytic_profiles,
-                       draw_analytic, draw_analytic_batch, simulate_analytic)
+from ..simulators.analytic import (ANALYTIC_NAMES, GSPARAMS, AnalyticProfiles, analytic_profiles,
+                                   draw_analytic, draw_analytic_batch)
 from .dataset import Dataset, from_arrays, load_dataset
 from .lhs import centered_discrepancy, latin_hypercube
+from .simulate import simulate, simulate_analytic
 
 __all__ = [
     "ANALYTIC_NAMES", "GSPARAMS", "AnalyticProfiles", "analytic_profiles", "draw_analytic",
-    "draw_analytic_batch", "simulate_analytic", "Dataset", "from_arrays", "load_dataset",
-    "centered_discrepancy", "latin_hypercube",
+    "draw_analytic_batch", "simulate", "simulate_analytic", "Dataset", "from_arrays",
+    "load_dataset", "centered_discrepancy", "latin_hypercube",
 ]

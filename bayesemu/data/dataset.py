@@ -1,51 +1,30 @@
 """Datasets of galaxy images with their parameters, in memory or in a Zarr store.
 
-On disk a dataset is one Zarr (format 3) group::
-
-    DATA.zarr/
-        zarr.json     attributes (below)
-        images        float32 [N, H, W], chunks [chunk_size, H, W], zstd with checksums
-        params        float64 [N, P], in the column order of the parameter space
-        done          uint8 [n_chunks], one chunk per element: 1 once image chunk i is written
-
-Attributes: ``format`` (``"bayesemu-dataset"``), ``format_version``,
-``generator`` (e.g. ``"analytic"``), ``drawer`` (``"module:function"`` that
-draws one chunk, used to resume), ``n``, ``stamp``, ``pixel_scale``
-(arcsec/pixel), ``chunk_size``, ``seed``, ``space``
-(:meth:`ParameterSpace.to_dict`), ``noise`` (``{"model": "gaussian",
-"sigma": counts/pixel, "stored": false}``), ``lhs``, the simulator's own
-description (``galaxy``, ``psf``, ``draw``), ``versions``, ``created``,
-``params_written`` and ``complete``.
-
-Writes are chunk by chunk and idempotent: an image chunk is written first,
-then its ``done`` flag; a chunk whose flag is unset is (re)computed by a
-resumed run, which writes the same bytes. ``complete`` is set last.
-Images are noiseless; noise is drawn on demand (:meth:`Dataset.noisy_images`).
+:class:`Dataset` holds noiseless images ``[N, H, W]`` (a NumPy array, or a
+``zarr.Array`` read lazily), their parameters ``[N, P]``, the parameter space
+and metadata; :func:`load_dataset` opens a store written by
+:func:`bayesemu.data.simulate` (layout and write protocol:
+:mod:`bayesemu.data.store`). Noise is drawn on demand from the dataset's noise
+model, never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import BayesemuInputError, FileFormatError, ParameterError
-from ..files import atomic_write_bytes
 from ..params import ParameterSpace
+from .store import (check_output_path, create_store, finalize_store, open_store, prepare_output,
+                    store_status, write_image_chunk, write_params)
 
-__all__ = ["Dataset", "load_dataset", "FORMAT", "FORMAT_VERSION", "create_store",
-           "open_store", "store_status", "write_image_chunk", "finalize_store",
-           "check_output_path"]
+__all__ = ["Dataset", "load_dataset", "from_arrays", "VOLATILE_ATTRS"]
 
-FORMAT = "bayesemu-dataset"
-FORMAT_VERSION = 1
-#: Attributes that change between otherwise identical datasets (not saved by ``save``).
 VOLATILE_ATTRS = ("versions", "created", "complete", "params_written", "timing")
 #: Attributes left out of the fingerprint: volatile ones and those of the storage
 #: layout, so an in-memory dataset and its Zarr copy share a fingerprint.
@@ -167,17 +146,26 @@ class Dataset:
         -------
         np.ndarray, float32 [len(indices), H, W]
         """
-        sigma = self.noise_sigma if sigma is None else sigma
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(sigma) or sigma < 0:
-            raise BayesemuInputError(f"noise sigma must be a finite number >= 0, got {sigma!r}")
-        entropy = _entropy(rng_key_or_seed)
+        from ..simulators.base import GaussianNoise
+
+        noise = GaussianNoise(self.noise_sigma if sigma is None else sigma)
         rows = self._rows(indices)
-        out = self.load_images(rows)
-        for j, i in enumerate(rows):
-            rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(int(i),)))
-            out[j] += np.float32(sigma) * rng.standard_normal(self.image_shape, dtype=np.float32)
-        return out
+        return noise.add(self.load_images(rows), _entropy(rng_key_or_seed), rows)
+
+    # ----------------------------------------------------------- simulator
+    @property
+    def simulator_name(self) -> str:
+        """Registry name of the simulator that drew the images (``"unknown"`` if none)."""
+        from ..simulators import simulator_entry
+
+        entry = simulator_entry(self.attrs)
+        return "unknown" if entry is None else str(entry["name"])
+
+    def simulator(self):
+        """The simulator that drew the images (rebuilt from the attributes), or None."""
+        from ..simulators import simulator_of
+
+        return simulator_of(self)
 
     # ------------------------------------------------------------- subsets
     def subset(self, indices) -> "Dataset":
@@ -249,33 +237,27 @@ class Dataset:
         """Write images as a FITS cube (primary HDU) and parameters as a binary table.
 
         The primary header carries ``PIXSCALE`` (arcsec/pixel), ``BUNIT``,
-        ``NOISESIG``, ``GENERATR``, ``SEED`` and ``FINGERPR``; the ``PARAMS``
+        ``NOISESIG``, ``SIMULATR``, ``SEED`` and ``FINGERPR``; the ``PARAMS``
         table has one column per parameter (with units) and ``INDEX``, the row
         number in this dataset. Written atomically.
         """
-        from astropy.io import fits
+        from ..files import write_fits
 
         path = Path(path)
         if path.exists() and not overwrite:
             raise BayesemuInputError(f"{path} exists; pass overwrite=True to replace it")
         check_output_path(path)
         rows = self._rows(indices)
-        primary = fits.PrimaryHDU(self.load_images(rows))
-        hdr = primary.header
-        hdr["PIXSCALE"] = (self.pixel_scale, "arcsec/pixel")
-        hdr["BUNIT"] = ("counts", "noiseless, counts per pixel")
-        hdr["NOISESIG"] = (self.noise_sigma, "default Gaussian noise sigma, counts/pixel")
-        hdr["GENERATR"] = (str(self.attrs.get("generator", "unknown")), "simulator")
+        header = {"PIXSCALE": (self.pixel_scale, "arcsec/pixel"),
+                  "BUNIT": ("counts", "noiseless, counts per pixel"),
+                  "NOISESIG": (self.noise_sigma, "default Gaussian noise sigma, counts/pixel"),
+                  "SIMULATR": (str(self.simulator_name), "simulator")}
         if self.attrs.get("seed") is not None:
-            hdr["SEED"] = (int(self.attrs["seed"]), "seed of the parameter design")
-        hdr["FINGERPR"] = (self.fingerprint(), "bayesemu dataset fingerprint")
-        cols = [fits.Column(name="INDEX", format="K", array=rows)]
-        cols += [fits.Column(name=p.name, format="D", unit=p.unit or None,
-                             array=self.params[rows, j]) for j, p in enumerate(self.space)]
-        table = fits.BinTableHDU.from_columns(cols, name="PARAMS")
-        buf = io.BytesIO()
-        fits.HDUList([primary, table]).writeto(buf)
-        atomic_write_bytes(path, buf.getvalue())
+            header["SEED"] = (int(self.attrs["seed"]), "seed of the parameter design")
+        header["FINGERPR"] = (self.fingerprint(), "bayesemu dataset fingerprint")
+        table = {"INDEX": rows, **{p.name: self.params[rows, j] for j, p in enumerate(self.space)}}
+        write_fits(path, self.load_images(rows), header, table,
+                   units={p.name: p.unit for p in self.space})
         return path
 
     def save(self, path: str | os.PathLike, *, chunk_size: int = 256,
@@ -284,7 +266,6 @@ class Dataset:
         path = Path(path)
         prepare_output(path, overwrite=overwrite)
         attrs = {k: v for k, v in self.attrs.items() if k not in VOLATILE_ATTRS}
-        attrs.setdefault("generator", "unknown")
         attrs["noise"] = {**attrs.get("noise", {}), "model": "gaussian",
                           "sigma": self.noise_sigma, "stored": False}
         group = create_store(path, n=len(self), image_shape=self.image_shape, space=self.space,
@@ -317,161 +298,6 @@ def _entropy(key) -> int | list[int]:
     raise BayesemuInputError(
         f"rng_key_or_seed must be an integer seed, a numpy Generator or a JAX PRNG key, "
         f"got {type(key).__name__}")
-
-
-# ------------------------------------------------------------------- store
-class StoreStatus(tuple):
-    """(n_chunks, done) of a store; ``done`` is a bool array [n_chunks]."""
-
-    __slots__ = ()
-
-    def __new__(cls, n_chunks: int, done: np.ndarray):
-        return tuple.__new__(cls, (n_chunks, done))
-
-    n_chunks = property(lambda self: self[0])
-    done = property(lambda self: self[1])
-
-    @property
-    def pending(self) -> list[int]:
-        return [int(i) for i in np.flatnonzero(~self.done)]
-
-
-def check_output_path(path: Path) -> None:
-    """Refuse, before anything is created, an output path that cannot be written.
-
-    The nearest existing ancestor must be a writable directory (tested by
-    creating and removing a temporary directory there).
-    """
-    import tempfile
-
-    path = Path(path).absolute()
-    parent = path.parent
-    while not parent.exists():
-        if parent.parent == parent:
-            break
-        parent = parent.parent
-    if not parent.is_dir():
-        raise BayesemuInputError(f"cannot write {path}: {parent} is not a directory")
-    try:
-        probe = tempfile.mkdtemp(dir=parent, prefix=".bayesemu-probe-")
-    except OSError as exc:
-        raise BayesemuInputError(
-            f"cannot write {path}: directory {parent} is not writable ({exc.strerror})") from None
-    os.rmdir(probe)
-
-
-def is_dataset_store(path: Path) -> bool:
-    """Whether ``path`` holds a bayesemu dataset (complete or not)."""
-    try:
-        meta = json.loads((Path(path) / "zarr.json").read_text())
-        return meta.get("attributes", {}).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def prepare_output(path: Path, *, overwrite: bool) -> None:
-    """Check an output path for a new store; with ``overwrite`` remove an old dataset there."""
-    path = Path(path)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise BayesemuInputError(
-                f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-        remove_store(path)
-    check_output_path(path)
-
-
-def remove_store(path: Path) -> None:
-    """Remove a dataset store; refuse to remove anything that is not one (or empty)."""
-    path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        if is_dataset_store(path):
-            shutil.rmtree(path)
-            return
-        if not any(path.iterdir()):
-            path.rmdir()
-            return
-    raise BayesemuInputError(
-        f"{path} exists and is not a bayesemu dataset; refusing to overwrite it")
-
-
-def create_store(path: Path, *, n: int, image_shape: tuple[int, int], space: ParameterSpace,
-                 pixel_scale: float, chunk_size: int, attrs: Mapping[str, Any]):
-    """Create an empty dataset store (attributes, arrays, no data); returns the zarr group."""
-    import zarr
-    from zarr.codecs import ZstdCodec
-
-    from ..files import package_versions
-
-    n_chunks = -(-n // chunk_size)
-    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
-    body = dict(attrs)
-    body.update(format=FORMAT, format_version=FORMAT_VERSION, n=int(n), stamp=int(image_shape[0]),
-                image_shape=[int(s) for s in image_shape], pixel_scale=float(pixel_scale),
-                chunk_size=int(chunk_size), n_chunks=int(n_chunks), space=space.to_dict(),
-                versions=package_versions(), params_written=False, complete=False)
-    import datetime
-
-    body["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    group.attrs.update(body)
-    compressor = ZstdCodec(level=1, checksum=True)
-    group.create_array("images", shape=(n,) + tuple(image_shape), dtype="float32",
-                       chunks=(chunk_size,) + tuple(image_shape), fill_value=0.0,
-                       compressors=compressor, dimension_names=("image", "y", "x"))
-    group.create_array("params", shape=(n, space.dim), dtype="float64",
-                       chunks=(max(chunk_size, min(n, 65536)), space.dim), fill_value=np.nan,
-                       compressors=compressor, dimension_names=("image", "parameter"))
-    group.create_array("done", shape=(n_chunks,), dtype="uint8", chunks=(1,), fill_value=0,
-                       compressors=None, dimension_names=("chunk",))
-    return group
-
-
-def open_store(path, mode: str = "r"):
-    """Open a dataset store's zarr group, checking format and version."""
-    import zarr
-
-    path = Path(path)
-    if not path.exists():
-        raise FileFormatError(f"{path}: no such dataset")
-    try:
-        group = zarr.open_group(str(path), mode=mode)
-        attrs = dict(group.attrs)
-    except Exception as exc:  # zarr raises many kinds of errors for foreign data
-        raise FileFormatError(f"{path}: not a readable Zarr dataset ({type(exc).__name__}: "
-                              f"{exc})") from None
-    if attrs.get("format") != FORMAT:
-        raise FileFormatError(f"{path}: not a bayesemu dataset (no '{FORMAT}' attributes)")
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise FileFormatError(
-            f"{path}: dataset format version {attrs.get('format_version')!r} is not supported "
-            f"(this bayesemu reads version {FORMAT_VERSION})")
-    return group
-
-
-def store_status(group) -> StoreStatus:
-    n_chunks = int(group.attrs["n_chunks"])
-    return StoreStatus(n_chunks, np.asarray(group["done"][:], dtype=bool))
-
-
-def write_params(group, params: np.ndarray) -> None:
-    group["params"][:] = np.asarray(params, dtype=np.float64)
-    group.attrs["params_written"] = True
-
-
-def write_image_chunk(group, index: int, images: np.ndarray) -> None:
-    """Write image chunk ``index`` (whole chunk), then mark it done. Idempotent."""
-    cs = int(group.attrs["chunk_size"])
-    lo = index * cs
-    group["images"][lo:lo + images.shape[0]] = np.asarray(images, dtype=np.float32)
-    group["done"][index] = 1
-
-
-def finalize_store(group) -> None:
-    """Mark a store complete once every chunk is done."""
-    status = store_status(group)
-    if not status.done.all():
-        raise FileFormatError(f"{group.store}: {len(status.pending)} chunks are not written")
-    group.attrs["complete"] = True
-
 
 # -------------------------------------------------------------------- load
 def load_dataset(path: str | os.PathLike) -> Dataset:
@@ -521,3 +347,4 @@ def from_arrays(images, params, space: ParameterSpace, *, pixel_scale: float,
     """An in-memory dataset (images converted to float32)."""
     return Dataset(np.asarray(images, dtype=np.float32), params, space, pixel_scale=pixel_scale,
                    noise_sigma=noise_sigma, attrs=attrs)
+

@@ -2,7 +2,8 @@
 
 Each task simulates one chunk of a dataset store and writes it there itself
 (:func:`fill_chunk`): it reads the chunk's parameters from the store, draws
-the images with the store's ``drawer``, writes the image chunk, then sets the
+the images with the simulator the store names (rebuilt through the simulator
+registry from its stored config), writes the image chunk, then sets the
 chunk's ``done`` flag, and returns only a small :class:`ChunkResult`. A task
 that finds its flag set does nothing. Tasks are therefore idempotent: when a
 worker dies mid-task, Dask reruns the task elsewhere and it writes the same
@@ -20,7 +21,6 @@ in-process. Dask is imported only here, inside the functions.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import sys
 import warnings
@@ -55,20 +55,10 @@ class ChunkResult(NamedTuple):
     n_images: int
 
 
-def resolve_drawer(spec: str) -> Callable[[np.ndarray, dict], np.ndarray]:
-    """Import a chunk drawer named ``"bayesemu.module:function"`` (bayesemu modules only)."""
-    module, _, name = str(spec).partition(":")
-    if not (module == "bayesemu" or module.startswith("bayesemu.")) or not name:
-        raise FileFormatError(f"dataset names an invalid drawer {spec!r}")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise FileFormatError(f"dataset drawer {spec!r} cannot be imported ({exc})") from None
-
-
 def fill_chunk(path: str, index: int) -> ChunkResult:
     """Simulate chunk ``index`` of the store at ``path`` and write it there (idempotent)."""
-    from .dataset import open_store, write_image_chunk
+    from ..simulators import simulator_entry, simulator_from_config
+    from .store import open_store, write_image_chunk
 
     group = open_store(path, "r+")
     attrs = dict(group.attrs)
@@ -76,8 +66,10 @@ def fill_chunk(path: str, index: int) -> ChunkResult:
     lo, hi = index * cs, min(n, (index + 1) * cs)
     if group["done"][index]:
         return ChunkResult(int(index), False, hi - lo)
-    drawer = resolve_drawer(attrs["drawer"])
-    images = drawer(group["params"][lo:hi], attrs)
+    entry = simulator_entry(attrs)
+    if entry is None:
+        raise FileFormatError(f"{path}: the dataset names no simulator to draw its chunks with")
+    images = simulator_from_config(entry).draw(group["params"][lo:hi])
     write_image_chunk(group, index, images)
     return ChunkResult(int(index), True, hi - lo)
 

@@ -95,9 +95,8 @@ def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
     """
     names = forward.space.names
     theta = jnp.stack([numpyro.sample(n, priors[n]) for n in names])
-    if "g1" in names and "g2" in names:
-        g2sum = theta[names.index("g1")] ** 2 + theta[names.index("g2")] ** 2
-        numpyro.factor("reduced_shear", jnp.where(g2sum < 1.0, 0.0, -jnp.inf))
+    if forward.space.constraints:  # e.g. |g| < 1: the prior is the box restricted by them
+        numpyro.factor("constraints", forward.space.log_constraint(theta))
     if latent == "sample" and _non_centred(forward):
         eps = numpyro.sample(NOISE_SITE, dist.Normal(0.0, 1.0).expand(
             (forward.latent_dim,)).to_event(1))

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
+from ..simulators.base import GaussianNoise, row_rng
 from .calibration import (DEFAULT_LEVELS, coverage, coverage_band, ecdf_difference,
                           rank_histogram, sbc_metrics, sbc_ranks, tarp_coverage, thin_replicates)
 
@@ -158,10 +159,6 @@ class CalibrationSummary(NamedTuple):
     ecdf: Any
 
 
-def _rng(seed, *spawn):
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(spawn)))
-
-
 def prior_draws(space: ParameterSpace, n: int, seed: int) -> np.ndarray:
     """``n`` draws of the inference prior: uniform on the box of ``space``, |g| < 1.
 
@@ -175,19 +172,7 @@ def prior_draws(space: ParameterSpace, n: int, seed: int) -> np.ndarray:
     -------
     ndarray float64 [n, P], physical units.
     """
-    rng = _rng(seed, 0)
-    lows, highs = np.asarray(space.lows, float), np.asarray(space.highs, float)
-    has_g = "g1" in space.names and "g2" in space.names
-    out = np.empty((0, space.dim))
-    for _ in range(1000):
-        cand = lows + rng.random((max(n, 16), space.dim)) * (highs - lows)
-        if has_g:
-            g2 = cand[:, space.index("g1")] ** 2 + cand[:, space.index("g2")] ** 2
-            cand = cand[g2 < 1.0]
-        out = np.concatenate([out, cand])
-        if len(out) >= n:
-            return out[:n]
-    raise BayesemuInputError(f"the prior box of {list(space.names)} has (almost) no mass at |g| < 1")
+    return space.uniform_draws(int(n), row_rng(int(seed), 0))
 
 
 def simulate_observations(theta, *, space: ParameterSpace, stamp: int, pixel_scale: float,
@@ -207,11 +192,7 @@ def simulate_observations(theta, *, space: ParameterSpace, stamp: int, pixel_sca
 
 def _add_noise(images, noise_sigma: float, seed: int) -> np.ndarray:
     """``images`` (float32 copy) plus Gaussian noise; row ``r``'s depends only on ``seed``, ``r``."""
-    images = np.array(images, np.float32)
-    for r in range(images.shape[0]):
-        images[r] += np.float32(noise_sigma) * _rng(seed, 1, r).standard_normal(
-            images.shape[1:], dtype=np.float32)
-    return images
+    return GaussianNoise(noise_sigma).add(images, int(seed), prefix=(1,))
 
 
 def check_simulator(simulator: str) -> None:
@@ -362,7 +343,7 @@ def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
                         levels: Sequence[float] = DEFAULT_LEVELS) -> CalibrationSummary:
     """Ranks, uniformity tests, coverage and TARP of an SBC run."""
     names = list(run.names)
-    rng = _rng(seed, 2)
+    rng = row_rng(int(seed), 2)
     ranks = sbc_ranks(run.theta_true, run.draws, rng)
     n_ranks = int(run.draws.shape[1]) + 1
     sbc = sbc_metrics(ranks, n_ranks, names)
