@@ -17,13 +17,9 @@ import numpy as np
 
 def load_forward_model(model_dir, stamp, pixel_scale):
     """The hook: a trained emulator directory, else the exact JAX-GalSim model."""
-    if model_dir:
-        from bayesemu.emulator import load
+    from bayesemu.inference.base import load_forward_model as load
 
-        return load(model_dir)
-    from bayesemu.inference.baselines import JaxGalsimModel
-
-    return JaxGalsimModel(stamp=stamp, pixel_scale=pixel_scale)
+    return load(model_dir or "exact:analytic", image_shape=(stamp, stamp), pixel_scale=pixel_scale)
 
 
 def shared_psf_model(images, noise_sigma, forward):

@@ -33,7 +33,8 @@ def obs(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--noise-sigma", "0"], "noise sigma must be finite and > 0"),
     (["--noise-sigma", "nan"], "noise sigma must be finite and > 0"),
-    (["--noise-sigma", "30", "--chains", "0"], "--chains must be >= 1"),
+    (["--noise-sigma", "30", "--chains", "0"], "--num-chains must be >= 1"),
+    (["--noise-sigma", "30", "--num-warmup", "0"], "--num-warmup must be >= 1"),
     (["--noise-sigma", "30", "--truth", "mass=3"], "unknown parameter 'mass'"),
     (["--noise-sigma", "30", "--backend", "numpyro", "--warmup-scheme", "laplace"],
      "needs backend='blackjax'"),
@@ -72,7 +73,7 @@ def test_infer_exact_analytic_writes_netcdf_and_corner(obs, tmp_path, capsys):
 
     out = tmp_path / "post" / "p.nc"
     code = main(["infer", "exact:analytic", "--image", str(obs), "--noise-sigma", "30",
-                 "--out", str(out), "--chains", "2", "--warmup", "100", "--samples", "100",
+                 "--out", str(out), "--num-chains", "2", "--warmup", "100", "--num-samples", "100",
                  "--backend", "blackjax", "--truth", "flux=3e4,scale_radius=0.4,g1=0.2"])
     assert code == 0
     text = capsys.readouterr().out

@@ -2,8 +2,14 @@
 
 Samples the posterior of one galaxy's parameters with NUTS and writes it as
 ArviZ NetCDF, a corner plot (POSTERIOR.png beside it) and an ArviZ summary on
-stdout. MODEL_DIR is a trained model directory, or ``exact:analytic`` for the
-exact JAX-GalSim model of the analytic galaxy (its stamp is the image's size).
+stdout. MODEL_DIR is a trained model directory, or ``exact:SIMULATOR`` (e.g.
+``exact:analytic``) for the exact differentiable model of a registered
+simulator (JAX-GalSim for the analytic galaxy; its stamp is the image's size).
+
+Renamed options (the old names still work in this version): ``--chains`` ->
+``--num-chains``, ``--warmup`` -> ``--num-warmup`` (a count of steps; the
+warm-up *scheme* is ``--warmup-scheme``, the API's ``warmup=``), ``--samples``
+-> ``--num-samples``, as the arguments of :func:`bayesemu.infer`.
 The FITS image is the primary HDU's 2-D array (counts/pixel), or the first
 2-D image HDU.
 """
@@ -104,17 +110,23 @@ def register(sub) -> None:
     p = sub.add_parser("infer", help="posterior of one galaxy's parameters (NUTS)",
                        description=__doc__.split("\n\n", 1)[1])
     p.add_argument("model_dir", metavar="MODEL_DIR",
-                   help=f"trained model directory, or {EXACT_ANALYTIC!r}")
+                   help=f"trained model directory, or {EXACT_ANALYTIC!r} (exact model)")
     p.add_argument("--image", required=True, help="FITS file with the observed image (counts/pixel)")
     p.add_argument("--noise-sigma", required=True, type=float,
                    help="Gaussian pixel noise standard deviation (counts/pixel, > 0)")
     p.add_argument("--out", required=True, help="NetCDF file to write (corner plot: same name .png)")
-    p.add_argument("--backend", choices=("blackjax", "numpyro"), default="blackjax",
+    from ..registry import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS.names(), default="blackjax",
                    help="NUTS implementation (default blackjax: several times more ESS/s on "
                         "CPU than numpyro's with jax 0.10)")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--num-chains", "--chains", dest="chains", type=int, default=4,
+                   help="chains (default 4; --chains is the old name)")
+    p.add_argument("--num-warmup", "--warmup", dest="warmup", type=int, default=500,
+                   help="warm-up (adaptation) steps per chain (default 500; --warmup is the old "
+                        "name)")
+    p.add_argument("--num-samples", "--samples", dest="samples", type=int, default=1000,
+                   help="kept draws per chain (default 1000; --samples is the old name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latent", choices=("marginal", "sample"), default="marginal",
                    help="marginalise the emulator's latent uncertainty in the likelihood, or "
@@ -136,22 +148,16 @@ def register(sub) -> None:
 
 
 def load_model(model_dir: str, image_shape, pixel_scale: float = 0.2):
-    """The forward model named on the command line."""
-    if model_dir == EXACT_ANALYTIC:
-        from ..inference.baselines import JaxGalsimModel
+    """The forward model named on the command line (a model directory or ``exact:NAME``)."""
+    from ..inference.base import load_forward_model
 
-        h, w = image_shape
-        if h != w:
-            raise BayesemuInputError(f"{EXACT_ANALYTIC} needs a square image, got {h}x{w}")
-        return JaxGalsimModel(stamp=h, pixel_scale=pixel_scale)
-    from ..emulator import load
-
-    return load(model_dir)
+    return load_forward_model(model_dir, image_shape=image_shape, pixel_scale=pixel_scale)
 
 
 def run(args) -> int:
     import arviz as az
 
+    from ..files import write_netcdf
     from ..inference import infer
     from ..inference.api import check_image, check_noise_sigma
     from ..plots.corner import corner_plot
@@ -164,7 +170,7 @@ def run(args) -> int:
         raise BayesemuInputError(f"--pixel-scale must be > 0 arcsec, got {args.pixel_scale}")
     for name in ("chains", "warmup", "samples"):
         if getattr(args, name) < 1:
-            raise BayesemuInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
+            raise BayesemuInputError(f"--num-{name} must be >= 1, got {getattr(args, name)}")
     image = read_fits_image(args.image)
     model = load_model(args.model_dir, image.shape, args.pixel_scale)
     image = check_image(image, model.image_shape, where=str(args.image))
@@ -173,10 +179,7 @@ def run(args) -> int:
     idata = infer(model, image, sigma, backend=args.backend, num_chains=args.chains,
                   num_warmup=args.warmup, num_samples=args.samples, seed=args.seed,
                   latent=args.latent, uncertainty=args.uncertainty, warmup=args.warmup_scheme)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    idata.to_netcdf(str(tmp))
-    tmp.replace(out)
+    write_netcdf(idata, out)
     png = out.with_suffix(".png")
     corner_plot(idata, png, truths=truth, title=model.identifier)
     with __import__("pandas").option_context("display.width", 120, "display.max_columns", 20):

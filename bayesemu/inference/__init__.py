@@ -8,13 +8,15 @@ many galaxies, sharded over ``jax.devices()``. Both run against any
 GalSim and emcee).
 """
 
-from .api import BACKENDS, infer
+from .api import infer
+from .backends import BACKENDS, Backend, resolve_warmup
 from .base import ForwardModel, gaussian_log_likelihood
 from .batch import infer_batch
 from .diagnostics import (ConvergenceReport, check_convergence, convergence_report,
                           min_ess_per_second)
 from .model import default_priors, galaxy_model
 
-__all__ = ["BACKENDS", "infer", "infer_batch", "ForwardModel", "gaussian_log_likelihood",
+__all__ = ["BACKENDS", "Backend", "resolve_warmup", "infer", "infer_batch", "ForwardModel",
+           "gaussian_log_likelihood",
            "ConvergenceReport", "check_convergence", "convergence_report", "min_ess_per_second",
            "default_priors", "galaxy_model"]

@@ -11,13 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError
+from ..registry import BACKENDS
 from .cache import CompiledCache
 from .diagnostics import check_convergence, to_inference_data
 from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
 
 __all__ = ["BACKENDS", "infer", "check_image", "check_noise_sigma"]
-
-BACKENDS = ("numpyro", "blackjax")
 
 
 def check_noise_sigma(noise_sigma) -> float:
@@ -116,11 +115,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     """
     from ..files import package_versions
 
-    if backend not in BACKENDS:
-        raise BayesemuInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    from .blackjax_backend import resolve_warmup
-
-    warmup = resolve_warmup(warmup, backend)
+    sampler = BACKENDS.get(backend)
+    warmup = sampler.resolve_warmup(warmup)
     for name, val, lo in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
                           ("num_samples", num_samples, 1)):
         if int(val) != val or val < lo:
@@ -129,11 +125,9 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     img = check_image(image, model.image_shape)
     run_kw = dict(num_warmup=int(num_warmup), num_samples=int(num_samples),
                   target_accept=float(target_accept), max_tree_depth=int(max_tree_depth),
-                  dense_mass=bool(dense_mass))
-    if backend == "blackjax":
-        run_kw["warmup"] = warmup
-    ld, init_fn, freeze_fn, runner = _pipeline(model, prior, latent, uncertainty, backend,
-                                               int(num_chains), int(num_init_candidates), run_kw)
+                  dense_mass=bool(dense_mass), warmup=warmup)
+    init_fn, freeze_fn, runner = _pipeline(model, prior, latent, uncertainty, sampler,
+                                           int(num_chains), int(num_init_candidates), run_kw)
 
     key_init, key_run = jax.random.split(jax.random.PRNGKey(seed))
     t0 = time.perf_counter()
@@ -141,15 +135,7 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     frozen = None
     if freeze_fn is not None:
         frozen = freeze_fn(init, jnp.asarray(img), jnp.float32(sigma))
-    if backend == "numpyro":
-        from .numpyro_backend import run_numpyro
-
-        samples, stats = run_numpyro(key_run, ld, img, sigma, init, frozen=frozen, **run_kw)
-    else:
-        from .blackjax_backend import run_blackjax
-
-        samples, stats = run_blackjax(key_run, ld, img, sigma, init, frozen=frozen,
-                                      runner=runner, **run_kw)
+    samples, stats = runner(key_run, img, sigma, init, frozen)
     elapsed = time.perf_counter() - t0
     attrs = {
         "model": str(model.identifier), "backend": backend, "latent": latent,
@@ -171,14 +157,14 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
 _PIPELINES = CompiledCache(4)
 
 
-def _pipeline(model, prior, latent, uncertainty, backend, num_chains, num_candidates, run_kw):
-    """(log density, jitted init, jitted freeze or None, blackjax runner or None).
+def _pipeline(model, prior, latent, uncertainty, sampler, num_chains, num_candidates, run_kw):
+    """(jitted init, jitted freeze or None, the backend's runner).
 
     Reused across calls with the same model object and settings when ``prior`` is
     None, so that a loop of ``infer`` calls over many images compiles once (the
     compile is ~10 s on 2 CPU cores; sampling one 64x64 galaxy ~1-2 s).
     """
-    key = (latent, uncertainty, backend, num_chains, num_candidates,
+    key = (latent, uncertainty, sampler.name, num_chains, num_candidates,
            tuple(sorted(run_kw.items())))
     if prior is None:
         hit = _PIPELINES.get(model, key)
@@ -188,12 +174,7 @@ def _pipeline(model, prior, latent, uncertainty, backend, num_chains, num_candid
     init_fn = jax.jit(lambda k, im, s: initial_positions(k, ld, im, s, num_chains,
                                                          num_candidates))
     freeze_fn = jax.jit(ld.freeze) if ld.freeze is not None else None
-    runner = None
-    if backend == "blackjax":
-        from .blackjax_backend import make_runner
-
-        runner = make_runner(ld, **run_kw)
-    out = (ld, init_fn, freeze_fn, runner)
+    out = (init_fn, freeze_fn, sampler.make_runner(ld, **run_kw))
     if prior is None:
         _PIPELINES.put(model, key, out)
     return out

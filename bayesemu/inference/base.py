@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ..params import ParameterSpace
 
-__all__ = ["ForwardModel", "gaussian_log_likelihood"]
+__all__ = ["ForwardModel", "gaussian_log_likelihood", "load_forward_model"]
 
 
 @runtime_checkable
@@ -81,3 +81,30 @@ def gaussian_log_likelihood(model_image, image, noise_sigma, extra_variance=0.0)
     n = math.prod(image.shape)
     logdet = jnp.sum(jnp.broadcast_to(jnp.log(var), image.shape))
     return -0.5 * (jnp.sum(resid**2 / var) + logdet + n * math.log(2 * math.pi))
+
+
+def load_forward_model(spec: str, *, image_shape=None, pixel_scale: float = 0.2):
+    """A trained emulator directory, or ``"exact:NAME"``: a registered simulator's exact model.
+
+    Parameters
+    ----------
+    spec : str
+        Model directory (:func:`bayesemu.load`) or ``exact:SIMULATOR`` (e.g.
+        ``exact:analytic``, JAX-GalSim).
+    image_shape : (int, int), optional
+        Exact models only: the stamp (square); default 64x64.
+    pixel_scale : float
+        Exact models only: arcsec per pixel.
+    """
+    from ..errors import BayesemuInputError
+
+    if str(spec).startswith("exact:"):
+        from ..simulators import exact_model
+
+        h, w = image_shape or (64, 64)
+        if h != w:
+            raise BayesemuInputError(f"{spec} needs a square image, got {h}x{w}")
+        return exact_model(str(spec), stamp=int(h), pixel_scale=float(pixel_scale))
+    from ..emulator import load
+
+    return load(spec)

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import BayesemuInputError
 from .api import check_image, check_noise_sigma
-from .blackjax_backend import resolve_warmup, sample_galaxy
+from .backends import resolve_warmup
+from .blackjax_backend import sample_galaxy
 from .cache import CompiledCache
 from .diagnostics import to_inference_data
 from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label

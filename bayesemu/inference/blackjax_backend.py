@@ -36,26 +36,12 @@ import numpy as np
 
 from .model import LogDensity
 
-__all__ = ["WARMUPS", "laplace_fit", "make_runner", "nuts_chain", "resolve_warmup",
-           "run_blackjax"]
+__all__ = ["WARMUPS", "laplace_fit", "make_runner", "nuts_chain", "run_blackjax",
+           "sample_galaxy"]
 
 #: Warm-up schemes of :func:`nuts_chain` (see the module docstring).
-WARMUPS = ("window", "laplace")
-
-
-def resolve_warmup(warmup, backend: str = "blackjax") -> str:
-    """The warm-up scheme to use: None means ``"laplace"`` with blackjax, ``"window"``
-    with numpyro; an unknown name, or ``"laplace"`` with numpyro, is refused."""
-    from ..errors import BayesemuInputError
-
-    if warmup is None:
-        warmup = "laplace" if backend == "blackjax" else "window"
-    if warmup not in WARMUPS:
-        raise BayesemuInputError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
-    if warmup != "window" and backend != "blackjax":
-        raise BayesemuInputError(f"warmup={warmup!r} needs backend='blackjax' (numpyro adapts "
-                                 "with its own window scheme)")
-    return warmup
+#: Warm-up schemes of this backend (``laplace`` is the default, see the module docstring).
+WARMUPS = ("laplace", "window")
 
 
 def laplace_fit(logdensity_fn, position, num_newton: int = 8, min_curvature: float = 1e-4,
