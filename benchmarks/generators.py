@@ -31,22 +31,12 @@ import numpy as np
 
 
 def draw(n: int, seed: int, stamp: int = 64, pixel_scale: float = 0.2):
-    """GalSim images [n, stamp, stamp] (counts) and their fluxes [n]."""
-    import galsim
+    """GalSim images [n, stamp, stamp] (counts) of uniform prior draws, and their fluxes [n]."""
+    from bayesemu.simulators import AnalyticSimulator
 
-    rng = np.random.default_rng(seed)
-    flux = rng.uniform(1e4, 1e5, n)
-    radius = rng.uniform(0.1, 1.0, n)
-    fwhm = rng.uniform(0.2, 0.4, n)
-    g = rng.uniform(-0.5, 0.5, (n, 2))
-    while np.any(bad := np.hypot(g[:, 0], g[:, 1]) >= 0.99):
-        g[bad] = rng.uniform(-0.5, 0.5, (bad.sum(), 2))
-    out = np.empty((n, stamp, stamp), np.float32)
-    for i in range(n):
-        gal = galsim.Exponential(flux=flux[i], scale_radius=radius[i]).shear(g1=g[i, 0], g2=g[i, 1])
-        obj = galsim.Convolve(gal, galsim.Gaussian(fwhm=fwhm[i]))
-        out[i] = obj.drawImage(nx=stamp, ny=stamp, scale=pixel_scale).array
-    return out, flux
+    sim = AnalyticSimulator(stamp=stamp, pixel_scale=pixel_scale)
+    theta = sim.prior_draws(n, np.random.default_rng(seed))
+    return sim.draw(theta), theta[:, sim.space.index("flux")]
 
 
 def throughput(fn, z, repeats: int = 5) -> float:

@@ -10,7 +10,7 @@ with ``--quick``):
   fixed FFT size (``minimum_fft_size = maximum_fft_size = 128``), the usual way
   to batch it;
 * ``jax_galsim_exact`` (full run only): the wrapped-k-space
-  :class:`bayesemu.inference.baselines.JaxGalsimModel` that the exact NUTS
+  :class:`bayesemu.simulators.JaxGalsimModel` that the exact NUTS
   baseline uses (accurate for compact galaxies, much slower);
 * each emulator: ``jit(Emulator.mean_image)`` (``images_per_s``) and the
   checked public :meth:`Emulator.predict` (``predict_images_per_s``).
@@ -41,18 +41,15 @@ JAX_GALSIM_FFT = 128
 
 
 def jax_galsim_draw(stamp: int = 64, pixel_scale: float = 0.2, fft_size: int = JAX_GALSIM_FFT):
-    """Pure-JAX ``draw(theta [5]) -> [stamp, stamp]`` with JAX-GalSim's fixed FFT size."""
-    import jax_galsim as jg
+    """Pure-JAX ``draw(theta [5]) -> [stamp, stamp]`` with JAX-GalSim's fixed FFT size.
 
-    gsp = jg.GSParams(minimum_fft_size=fft_size, maximum_fft_size=fft_size)
+    The analytic galaxy of :class:`bayesemu.simulators.analytic.JaxGalsimModel` with
+    ``k_fold=1``: the k-image is the FFT grid itself, as JAX-GalSim draws with
+    ``minimum_fft_size = maximum_fft_size`` (no wrapping of high k).
+    """
+    from bayesemu.simulators import JaxGalsimModel
 
-    def draw(t):
-        gal = jg.Exponential(flux=t[0], scale_radius=t[1], gsparams=gsp).shear(g1=t[2], g2=t[3])
-        psf = jg.Gaussian(fwhm=t[4], gsparams=gsp)
-        return jg.Convolve([gal, psf], gsparams=gsp).drawImage(
-            nx=stamp, ny=stamp, scale=pixel_scale).array
-
-    return draw
+    return JaxGalsimModel(stamp=stamp, pixel_scale=pixel_scale, fft_size=fft_size, k_fold=1).draw
 
 
 def _rms_over_sigma(images, reference) -> float:
