@@ -166,6 +166,11 @@ def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 
         "generator_train_s": round(t_gen, 3),
         "noise_sigma": float(getattr(dataset, "noise_sigma", 30.0)),
     }
+    from .simulators import simulator_entry
+
+    entry = simulator_entry(getattr(dataset, "attrs", {}) or {})
+    if entry is not None:  # the simulator of the training images, by registry name
+        metadata["simulator"] = entry
     if history is not None:
         metadata["vae_best_epoch"] = int(getattr(history, "best_epoch", -1))
     return Emulator(space=space, generator=generator, conditioner=conditioner,

@@ -408,8 +408,45 @@ def standard_args(description: str, argv=None, extra: Callable | None = None):
     return p.parse_args(argv)
 
 
-def emit(report: dict, out) -> None:
-    """Write ``report`` to ``out`` (or print it)."""
+def provenance(argv=None) -> dict:
+    """How a result was produced: the command line, the git commit (and whether the
+    working tree had changes), the date and the machine. Stored in every report, so
+    that a number quoted from a results file can be rebuilt."""
+    import datetime
+
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True,
+                                  timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(REPO)
+    except ValueError:
+        pass
+    return {"command": " ".join(["python", str(script), *map(str, args)]),
+            "commit": git("rev-parse", "HEAD") or "unknown",
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info()}
+
+
+def section_main(key: str, description: str, run: Callable, argv=None) -> dict:
+    """The ``main`` of a one-section script: ``--quick``, ``--out``, ``--cache``, then
+    ``report = {"machine", "quick", key: run(quick, cache, log)}`` emitted as JSON."""
+    args = standard_args(description, argv)
+    report = {"machine": machine_info(), "quick": args.quick,
+              key: run(args.quick, args.cache, log=lambda m: print(m, file=sys.stderr))}
+    emit(report, args.out, argv)
+    return report
+
+
+def emit(report: dict, out, argv=None) -> None:
+    """Write ``report`` to ``out`` (or print it), with its :func:`provenance`."""
+    report.setdefault("provenance", provenance(argv))
     if out:
         write_json(out, report)
         print(f"wrote {out}", file=sys.stderr)

@@ -277,11 +277,7 @@ def run(quick: bool = False, cache=None, emulators: dict | None = None, log=prin
 
 
 def main(argv=None) -> dict:
-    args = common.standard_args(__doc__.splitlines()[0], argv)
-    report = {"machine": common.machine_info(), "quick": args.quick,
-              "inference": run(args.quick, args.cache, log=lambda m: print(m, file=sys.stderr))}
-    common.emit(report, args.out)
-    return report
+    return common.section_main("inference", __doc__.splitlines()[0], run, argv)
 
 
 if __name__ == "__main__":

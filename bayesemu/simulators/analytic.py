@@ -170,6 +170,10 @@ class AnalyticSimulator(SimulatorBase):
     def metadata(self) -> dict:
         return analytic_metadata()
 
+    def psf(self, theta):
+        """``galsim.Gaussian(fwhm=psf_fwhm)`` of unit flux (the pixel response is separate)."""
+        return self.profiles(theta).psf
+
     def exact_model(self) -> "JaxGalsimModel":
         """The same galaxy in JAX-GalSim: exact and differentiable."""
         return JaxGalsimModel(space=self.space, stamp=self.stamp, pixel_scale=self.pixel_scale)

@@ -141,6 +141,10 @@ class Simulator(Protocol):
     def exact_model(self) -> Any | None:
         """A differentiable exact :class:`~bayesemu.inference.ForwardModel`, or None."""
 
+    def psf(self, theta) -> Any | None:
+        """The GalSim PSF (without pixel response) the images of ``theta [P]`` were drawn
+        with, or None when unknown (used to return deconvolved GalSim objects)."""
+
 
 class SimulatorBase:
     """Shared parts of simulators whose parameters fill a box.
@@ -189,6 +193,9 @@ class SimulatorBase:
         return self.space.uniform_draws(int(n), rng)
 
     def exact_model(self):
+        return None
+
+    def psf(self, theta):
         return None
 
     def __repr__(self) -> str:
