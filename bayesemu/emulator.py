@@ -123,6 +123,14 @@ class Emulator:
         """The parameters the conditioner sees (``flux`` removed in flux mode)."""
         return self.physics_mode.conditioned_space(self.space)
 
+    def simulator(self):
+        """The simulator of the training images (rebuilt from the metadata), or None
+        (models of bayesemu 0.1 and models trained on arrays without a simulator)."""
+        from .simulators import simulator_from_config
+
+        entry = self.metadata.get("simulator")
+        return None if entry is None else simulator_from_config(entry)
+
     @property
     def identifier(self) -> str:
         fp = self.metadata.get("data_fingerprint", "unknown")
