@@ -338,8 +338,8 @@ def history_summary(history: VAEHistory) -> dict:
         ``best_epoch``, ``epochs`` (run, resumed ones included),
         ``stopped_early``, ``initial_val_loss``, ``final_train_loss``,
         ``final_val_loss``, ``best_val_loss`` (negative ELBO per image, nats,
-        normalised pixel units; None where undefined, e.g. no validation split)
-        and ``epoch_seconds_total`` (s, summed over epochs).
+        normalised pixel units; None where undefined, e.g. no validation split).
+        No wall times, so equal fits have equal summaries.
     """
     def number(x) -> float | None:
         x = float(x)
@@ -355,5 +355,4 @@ def history_summary(history: VAEHistory) -> dict:
         "final_train_loss": number(history.train_loss[-1]) if e else None,
         "final_val_loss": number(history.val_loss[-1]) if e else None,
         "best_val_loss": number(history.val_loss[best]) if 0 <= best < e else None,
-        "epoch_seconds_total": round(float(np.sum(history.epoch_seconds)), 3),
     }
