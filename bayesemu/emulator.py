@@ -59,7 +59,7 @@ def _registry_class(part: str, kind: str):
     registry = GENERATORS if part == "generator" else CONDITIONERS
     if kind not in registry:
         raise FileFormatError(f"unknown {part} kind {kind!r} (known: {sorted(registry)})")
-    return registry[kind]
+    return registry.get(kind)
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError, FileFormatError
+from ..registry import GENERATORS
 
 __all__ = ["PCAGenerator", "fit_pca"]
 
@@ -143,6 +144,43 @@ class PCAGenerator:
         return config, arrays
 
     @classmethod
+    def fit(cls, rng_key, images, *, progress: bool = True, variance_threshold: float = 0.995,
+            n_components: int | None = None, latent_dim: int | None = None,
+            scale: float = 1.0) -> tuple["PCAGenerator", dict]:
+        """Fit a PCA basis (the :class:`~bayesemu.generators.base.Generator` signature).
+
+        Parameters
+        ----------
+        rng_key : jax.random key
+            Ignored: the fit is deterministic.
+        images : array-like [N, H, W]
+            Training images (numpy or zarr), any units.
+        progress : bool
+            Ignored (the fit shows no progress bar).
+        variance_threshold, n_components, scale
+            As in :func:`fit_pca`.
+        latent_dim : int, optional
+            Alias of ``n_components`` (the option every generator takes).
+
+        Returns
+        -------
+        generator : PCAGenerator
+        info : dict
+            ``n_components`` (L) and ``explained_variance`` (fraction of the
+            total pixel variance kept by the L components).
+        """
+        if latent_dim is not None:
+            if n_components is not None and int(n_components) != int(latent_dim):
+                raise BayesemuInputError(
+                    f"PCAGenerator.fit: latent_dim={latent_dim} and n_components={n_components} "
+                    "disagree (latent_dim is an alias of n_components)")
+            n_components = latent_dim
+        gen = fit_pca(images, variance_threshold=variance_threshold, n_components=n_components,
+                      scale=scale)
+        return gen, {"n_components": gen.latent_dim,
+                     "explained_variance": gen.explained_variance}
+
+    @classmethod
     def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> "PCAGenerator":
         """Rebuild from :meth:`state` output; decode is bit-identical."""
         try:
@@ -207,6 +245,8 @@ def _select(evr: np.ndarray, variance_threshold: float, n_components: int | None
 def fit_pca(images, *, variance_threshold: float = 0.995, n_components: int | None = None,
             scale: float = 1.0) -> PCAGenerator:
     """Fit a PCA basis to training images.
+
+    The lower-level API behind :meth:`PCAGenerator.fit`.
 
     Parameters
     ----------
@@ -278,3 +318,6 @@ def fit_pca(images, *, variance_threshold: float = 0.995, n_components: int | No
     basis = basis * np.where(signs == 0, 1.0, signs)[:, None]
     return PCAGenerator(mean.astype(np.float32), basis.astype(np.float32),
                         evr[:L].astype(np.float32), (h, w), float(scale))
+
+
+GENERATORS.register("pca", PCAGenerator)

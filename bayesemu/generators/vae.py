@@ -19,12 +19,16 @@ Architecture (report section 3, with a faster decoder):
 
 Images are divided internally by a global ``scale`` (stored) so that the
 networks see O(1) values; :meth:`VAEGenerator.decode` returns original units.
-Training lives in :mod:`bayesemu.generators.vae_train`.
+Training: :meth:`VAEGenerator.fit`, over :func:`~bayesemu.generators.fit_vae`
+(:mod:`~bayesemu.generators.vae_train`: the loop; :mod:`~bayesemu.generators.vae_svi`:
+model, guide and jitted SVI step; :mod:`~bayesemu.generators.vae_checkpoint`:
+save and resume).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -34,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError, FileFormatError
+from ..registry import GENERATORS
 
 __all__ = ["VAEConfig", "VAEGenerator", "Encoder", "BasisDecoder", "ConvDecoder",
            "build_modules", "flatten_params", "unflatten_params"]
@@ -312,6 +317,58 @@ class VAEGenerator:
         return config, flatten_params(self.params)
 
     @classmethod
+    def fit(cls, rng_key, images, *, progress: bool = True, config: VAEConfig | dict | None = None,
+            latent_dim: int | None = None, epochs: int = 100, val_fraction: float = 0.1,
+            patience: int | None = 10, checkpoint_dir=None, checkpoint_every: int = 500,
+            resume: bool = False, normalisation="rms", max_steps: int | None = None
+            ) -> tuple["VAEGenerator", dict]:
+        """Train a VAE (the :class:`~bayesemu.generators.base.Generator` signature).
+
+        Parameters
+        ----------
+        rng_key : jax.random key
+            Seeds the split, initialisation, shuffling and Monte Carlo draws:
+            the same key and images give a bit-identical VAE on CPU.
+        images : array-like [N, H, W]
+            Training images (numpy or zarr), any units; loaded into memory.
+        progress : bool
+            Show a tqdm bar with the losses.
+        config : VAEConfig or dict, optional
+            Architecture and optimiser (a dict is read by
+            :meth:`VAEConfig.from_dict`); default ``VAEConfig()``.
+        latent_dim : int, optional
+            Overrides ``config.latent_dim``.
+        epochs, val_fraction, patience, checkpoint_dir, checkpoint_every, resume, \
+normalisation, max_steps
+            As in :func:`~bayesemu.generators.fit_vae`.
+
+        Returns
+        -------
+        generator : VAEGenerator
+        info : dict
+            :func:`~bayesemu.generators.vae_train.history_summary` of the fit
+            (``best_epoch``, ``epochs``, ``stopped_early``, final and best
+            losses in nats per image) and ``train_s``, the wall time of this
+            call in seconds (compilation included).
+        """
+        from .vae_train import fit_vae, history_summary
+
+        if config is None:
+            config = VAEConfig()
+        elif isinstance(config, dict):
+            config = VAEConfig.from_dict(config)
+        if latent_dim is not None:
+            config = config._replace(latent_dim=latent_dim)
+        t0 = time.perf_counter()
+        gen, history = fit_vae(
+            rng_key, images, config=config, epochs=epochs, val_fraction=val_fraction,
+            patience=patience, progress=progress, checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every, resume=resume, normalisation=normalisation,
+            max_steps=max_steps)
+        info = {**history_summary(history), "train_s": round(time.perf_counter() - t0, 3)}
+        return gen, info
+
+    @classmethod
     def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> "VAEGenerator":
         """Rebuild from :meth:`state` output; decode is bit-identical."""
         try:
@@ -341,3 +398,5 @@ class VAEGenerator:
                 f"wrong shape {bad[:3]}, unexpected {sorted(set(got) - set(want))[:3]})")
         return gen
 
+
+GENERATORS.register("vae", VAEGenerator)
