@@ -1,9 +1,13 @@
 """Training: fit a generator, encode the training set, fit a conditioner.
 
-Two-stage, as in the report: the generator (PCA, or a VAE trained by SVI in
-numpyro) is fitted on the training images; the conditioner (GP or MAF) is
-then fitted on the pairs (unit-cube parameters, latent means). See
-:func:`train`.
+Two-stage, as in the report: the generator (any registered one: PCA, or a
+VAE trained by SVI in numpyro) is fitted on the training images divided by
+the physics mode's exact scale; the conditioner (GP, MAF, ...) is then fitted
+on the pairs (unit-cube conditioned parameters, latent means). Any
+``generator-conditioner`` pair of registered parts is a model kind
+(``pca-gp``, ``vae-gp``, ``vae-maf``, ``pca-maf``, ...); each part receives its
+own options (``generator_options``, ``conditioner_options``), checked
+against its ``fit`` signature. See :func:`train`.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from .emulator import MODEL_KINDS, PHYSICS_MODES, Emulator
 from .errors import BayesemuInputError
+from .registry import CONDITIONERS, GENERATORS, PHYSICS, split_model_kind
 
-__all__ = ["train"]
+__all__ = ["train", "fit_parts"]
 
 
 def _as_arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -31,147 +35,194 @@ def _as_arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
     return images, params
 
 
-#: Keyword arguments that ``train`` sets itself and options may not override.
-_RESERVED = {"fit_gp": {"seed", "progress", "return_info"},
-             "fit_maf": {"progress", "return_info"}}
-
-
-def _check_options(options, what: str, fn_name: str) -> None:
-    """Refuse options that are not keyword arguments of the fitting function."""
+def _check_options(allowed: tuple[str, ...], options, what: str) -> dict:
     if options is None:
-        return
+        return {}
     if not isinstance(options, dict):
         raise BayesemuInputError(f"{what} must be a dict, got {type(options).__name__}")
-    import inspect
-
-    from . import conditioners
-
-    params = inspect.signature(getattr(conditioners, fn_name)).parameters
-    allowed = {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} - _RESERVED[fn_name]
-    unknown = sorted(set(options) - allowed)
+    unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise BayesemuInputError(f"{what}: unknown option(s) {', '.join(unknown)} "
-                                 f"(known: {', '.join(sorted(allowed))})")
+                                 f"(known: {', '.join(allowed)})")
+    return dict(options)
 
 
-def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 0,
-          latent_dim: int | None = None, variance_threshold: float = 0.995,
-          epochs: int = 200, patience: int = 20, val_fraction: float = 0.1,
-          vae_config: Any = None, gp_options: dict | None = None,
-          maf_options: dict | None = None, checkpoint_dir=None, checkpoint_every: int = 500,
-          resume: bool = False, progress: bool = True, generator: Any = None) -> Emulator:
+def _legacy_options(legacy: dict, allowed: tuple[str, ...], explicit: dict) -> dict:
+    """Release-0.1 keyword arguments of :func:`train` that this part takes (explicit
+    options win); the others are ignored, as they were then (e.g. epochs for PCA)."""
+    return {k: v for k, v in legacy.items() if v is not None and k in allowed
+            and k not in explicit}
+
+
+def _resolve_parts(model, generator, conditioner) -> tuple[str, str, Any]:
+    """(generator name, conditioner name, fitted generator or None)."""
+    fitted = None
+    if generator is not None and not isinstance(generator, str):
+        fitted, generator = generator, generator.kind
+    if model is None and generator is None and conditioner is None:
+        model = "pca-gp"
+    if model is not None:
+        gen, cond = split_model_kind(model)
+        for part, given, want, reg in (("generator", generator, gen, GENERATORS),
+                                       ("conditioner", conditioner, cond, CONDITIONERS)):
+            if given is not None and reg.canonical(given) != want:
+                raise BayesemuInputError(f"{part} {given!r} does not fit model {model!r}")
+        generator, conditioner = gen, cond
+    if generator is None or conditioner is None:
+        raise BayesemuInputError("name the model (e.g. model='pca-gp') or both its generator "
+                                 "and its conditioner")
+    return GENERATORS.canonical(generator), CONDITIONERS.canonical(conditioner), fitted
+
+
+def fit_parts(rng_key, images: np.ndarray, params: np.ndarray, space, *, generator: str,
+              conditioner: str, physics: str = "flux", generator_options: dict | None = None,
+              conditioner_options: dict | None = None, fitted_generator=None,
+              progress: bool = True) -> tuple[Any, Any, dict]:
+    """Fit a generator on ``images / scale`` and a conditioner on ``(u, latent means)``.
+
+    Returns
+    -------
+    (generator, conditioner, info) : ``info`` holds each part's fit summary and
+    the generator's wall time.
+    """
+    from .conditioners.base import conditioner_options as c_options
+    from .generators.base import generator_options as g_options
+    from .physics import physics_mode
+
+    gen_cls, cond_cls = GENERATORS.get(generator), CONDITIONERS.get(conditioner)
+    mode = physics_mode(physics)
+    key_gen, key_cond = jax.random.split(rng_key)
+    scale = mode.image_scale(space, params)
+    targets = images / scale[:, None, None].astype(np.float32)
+    t0 = time.perf_counter()
+    info: dict = {}
+    if fitted_generator is not None:
+        if tuple(fitted_generator.image_shape) != images.shape[1:]:
+            raise BayesemuInputError(
+                f"generator of kind {fitted_generator.kind!r} for "
+                f"{tuple(fitted_generator.image_shape)} images does not fit {images.shape[1:]} "
+                "images")
+        gen = fitted_generator
+    else:
+        gen, info["generator"] = gen_cls.fit(key_gen, targets, progress=progress,
+                                             **_check_options(g_options(gen_cls),
+                                                              generator_options,
+                                                              "generator_options"))
+    info["generator_train_s"] = time.perf_counter() - t0
+    z = np.asarray(gen.encode(targets)[0])
+    u = mode.unit_inputs(space, params)
+    cond, info["conditioner"] = cond_cls.fit(key_cond, u, z, progress=progress,
+                                             **_check_options(c_options(cond_cls),
+                                                              conditioner_options,
+                                                              "conditioner_options"))
+    return gen, cond, info
+
+
+def train(dataset, model: str | None = None, *, generator: Any = None,
+          conditioner: str | None = None, generator_options: dict | None = None,
+          conditioner_options: dict | None = None, physics: str = "flux", seed: int = 0,
+          progress: bool = True, latent_dim: int | None = None,
+          variance_threshold: float | None = None, epochs: int | None = None,
+          patience: int | None = None, val_fraction: float | None = None, vae_config: Any = None,
+          gp_options: dict | None = None, maf_options: dict | None = None, checkpoint_dir=None,
+          checkpoint_every: int | None = None, resume: bool = False):
     """Train an emulator on a dataset.
 
     Parameters
     ----------
     dataset : bayesemu.data.Dataset
         Noiseless training images ``[N, H, W]`` (counts) and parameters.
-    model : {"pca-gp", "vae-gp", "vae-maf"}
+    model : str, optional
+        ``"GENERATOR-CONDITIONER"`` of registered parts: ``"pca-gp"`` (the
+        default when no part is named), ``"vae-gp"``, ``"vae-maf"``,
+        ``"pca-maf"``, ... Optional when ``generator`` and ``conditioner`` are
+        both named; they must agree with it when given together.
+    generator : str or Generator, optional
+        The generator's registry name, or a generator already fitted on this
+        dataset's images in the same physics mode (e.g. ``emu.generator`` of a
+        vae-gp, to fit a vae-maf on the same VAE): the first stage is then
+        skipped.
+    conditioner : str, optional
+        The conditioner's registry name.
+    generator_options, conditioner_options : dict, optional
+        Keyword options of the parts' ``fit`` (e.g. PCA ``variance_threshold``,
+        ``n_components``; VAE ``config``, ``epochs``, ``patience``,
+        ``val_fraction``, ``checkpoint_dir``, ``checkpoint_every``, ``resume``;
+        GP ``steps``, ``n_hyper``, ``n_inducing``, ...; MAF ``max_epochs``, ...).
+        Unknown options are refused with the list of known ones.
     physics : {"flux", "none"}
-        ``"flux"`` (default) factors flux out exactly (the generator learns
-        unit-flux images); ``"none"`` is the report's black-box map.
+        A registered physics mode (:mod:`bayesemu.physics`): ``"flux"``
+        (default) factors flux out exactly (the generator learns unit-flux
+        images); ``"none"`` is the report's black-box map.
     seed : int
         Seeds every random choice (VAE init and batches, GP subsets, MAF).
-    latent_dim : int, optional
-        PCA: fixed number of components (overrides ``variance_threshold``).
-        VAE: latent size (default 20).
-    variance_threshold : float
-        PCA explained-variance threshold (default 0.995, as the report).
-    epochs, patience, val_fraction
-        VAE and MAF training: maximum epochs, early-stopping patience, and the
-        fraction of training images held out for validation.
-    vae_config : bayesemu.generators.VAEConfig, optional
-    gp_options, maf_options : dict, optional
-        Extra keyword arguments for :func:`~bayesemu.conditioners.fit_gp` and
-        :func:`~bayesemu.conditioners.fit_maf`.
-    checkpoint_dir, checkpoint_every, resume
-        VAE checkpoints (every ``checkpoint_every`` steps) and resumption.
     progress : bool
         Show progress bars and live losses.
-    generator : Generator, optional
-        A generator already fitted on this dataset's images in the same
-        physics mode (e.g. ``emu.generator`` of a vae-gp, to fit a vae-maf on
-        the same VAE); skips the first stage. Its kind must match ``model``.
+    latent_dim, variance_threshold, epochs, patience, val_fraction, vae_config, gp_options, \
+maf_options, checkpoint_dir, checkpoint_every, resume
+        Keywords of bayesemu 0.1, still accepted for one version: each goes
+        to the part that takes it (``vae_config`` is the VAE's ``config``,
+        ``gp_options``/``maf_options`` are the conditioner options of a GP or
+        MAF); options in ``generator_options``/``conditioner_options`` win.
 
     Returns
     -------
     Emulator
     """
-    if model not in MODEL_KINDS:
-        raise BayesemuInputError(f"unknown model {model!r} (choose from {', '.join(MODEL_KINDS)})")
-    if physics not in PHYSICS_MODES:
-        raise BayesemuInputError(f"physics must be one of {', '.join(PHYSICS_MODES)}, got {physics!r}")
-    if not 0.0 < variance_threshold <= 1.0:
+    from .conditioners.base import conditioner_options as c_options
+    from .emulator import Emulator
+    from .generators.base import generator_options as g_options
+
+    gen_name, cond_name, fitted = _resolve_parts(model, generator, conditioner)
+    if physics not in PHYSICS:
+        raise BayesemuInputError(f"physics must be one of {', '.join(PHYSICS.names())}, got "
+                                 f"{physics!r}")
+    if variance_threshold is not None and not 0.0 < variance_threshold <= 1.0:
         raise BayesemuInputError(f"variance_threshold must be in (0, 1], got {variance_threshold}")
     if latent_dim is not None and latent_dim < 1:
         raise BayesemuInputError(f"latent_dim must be >= 1, got {latent_dim}")
-    _check_options(gp_options, "gp_options", "fit_gp")
-    _check_options(maf_options, "maf_options", "fit_maf")
-    gen_kind, cond_kind = MODEL_KINDS[model]
+    legacy_gen = {"latent_dim": latent_dim, "variance_threshold": variance_threshold,
+                  "epochs": epochs, "patience": patience, "val_fraction": val_fraction,
+                  "config": vae_config, "checkpoint_dir": checkpoint_dir,
+                  "checkpoint_every": checkpoint_every, "resume": resume or None}
+    gopts = dict(generator_options or {})
+    gopts.update(_legacy_options(legacy_gen, g_options(GENERATORS.get(gen_name)), gopts))
+    copts = dict(conditioner_options or {})
+    legacy_cond = {"gp": gp_options, "maf": maf_options}.get(cond_name)
+    if legacy_cond is not None:
+        copts = {**_check_options(c_options(CONDITIONERS.get(cond_name)), legacy_cond,
+                                  f"{cond_name}_options"), **copts}
     images, params = _as_arrays(dataset)
-    space = dataset.space
     if len(images) < 8:
         raise BayesemuInputError(f"need at least 8 training images, got {len(images)}")
-    key_gen, key_cond = jax.random.split(jax.random.key(seed))
     t0 = time.perf_counter()
+    gen, cond, info = fit_parts(jax.random.key(seed), images, params, dataset.space,
+                                generator=gen_name, conditioner=cond_name, physics=physics,
+                                generator_options=gopts, conditioner_options=copts,
+                                fitted_generator=fitted, progress=progress)
+    metadata = _metadata(dataset, len(images), seed, time.perf_counter() - t0, info)
+    return Emulator(space=dataset.space, generator=gen, conditioner=cond,
+                    pixel_scale=float(dataset.pixel_scale), physics=physics, metadata=metadata)
 
-    scale = np.ones(len(images))
-    if physics == "flux":
-        scale = params[:, space.index("flux")]
-        if (scale <= 0).any():
-            raise BayesemuInputError("physics='flux' needs positive fluxes in the dataset")
-    targets = images / scale[:, None, None].astype(np.float32)
 
-    history = None
-    if generator is not None:
-        if generator.kind != gen_kind or tuple(generator.image_shape) != images.shape[1:]:
-            raise BayesemuInputError(
-                f"generator of kind {generator.kind!r} for {tuple(generator.image_shape)} images "
-                f"does not fit model {model!r} on {images.shape[1:]} images")
-    elif gen_kind == "pca":
-        from .generators import fit_pca
-
-        generator = fit_pca(targets, variance_threshold=variance_threshold, n_components=latent_dim)
-    else:
-        from .generators import VAEConfig, fit_vae
-
-        config = vae_config or VAEConfig()
-        if latent_dim is not None:
-            config = config._replace(latent_dim=latent_dim)
-        generator, history = fit_vae(
-            key_gen, targets, config=config, epochs=epochs, val_fraction=val_fraction,
-            patience=patience, progress=progress, checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every, resume=resume)
-    t_gen = time.perf_counter() - t0
-
-    z = np.asarray(generator.encode(targets)[0])
-    cond_space = space.subspace([n for n in space.names if n != "flux"]) if physics == "flux" else space
-    u = cond_space.to_unit(params[:, [space.index(n) for n in cond_space.names]]).astype(np.float32)
-    if cond_kind == "gp":
-        from .conditioners import fit_gp
-
-        conditioner = fit_gp(u, z, seed=seed, progress=progress, **(gp_options or {}))
-    else:
-        from .conditioners import fit_maf
-
-        conditioner = fit_maf(key_cond, u, z, progress=progress, **(maf_options or {}))
-    t_total = time.perf_counter() - t0
-
-    fingerprint = dataset.fingerprint() if hasattr(dataset, "fingerprint") else "unknown"
-    metadata = {
-        "data_fingerprint": fingerprint,
-        "n_train": int(len(images)),
-        "seed": int(seed),
-        "train_s": round(t_total, 3),
-        "generator_train_s": round(t_gen, 3),
-        "noise_sigma": float(getattr(dataset, "noise_sigma", 30.0)),
-    }
+def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> dict:
+    """Provenance of a trained model: data, seed, timings, fit summaries, simulator."""
     from .simulators import simulator_entry
 
+    metadata = {
+        "data_fingerprint": dataset.fingerprint() if hasattr(dataset, "fingerprint")
+        else "unknown",
+        "n_train": int(n_train),
+        "seed": int(seed),
+        "train_s": round(train_s, 3),
+        "generator_train_s": round(info["generator_train_s"], 3),
+        "noise_sigma": float(getattr(dataset, "noise_sigma", 30.0)),
+        "fit": {k: info[k] for k in ("generator", "conditioner") if k in info},
+    }
+    best = info.get("generator", {}).get("best_epoch")
+    if best is not None:
+        metadata["vae_best_epoch"] = int(best)
     entry = simulator_entry(getattr(dataset, "attrs", {}) or {})
     if entry is not None:  # the simulator of the training images, by registry name
         metadata["simulator"] = entry
-    if history is not None:
-        metadata["vae_best_epoch"] = int(getattr(history, "best_epoch", -1))
-    return Emulator(space=space, generator=generator, conditioner=conditioner,
-                    pixel_scale=float(dataset.pixel_scale), physics=physics, metadata=metadata)
+    return metadata

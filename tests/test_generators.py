@@ -67,6 +67,10 @@ def test_generator_options_come_from_the_fit_signature():
                                                "latent_dim", "scale")
 
 
+#: Defaults of the registered fits that are train's, not the low-level functions'.
+TRAINING_DEFAULTS = {"epochs": 200, "patience": 20}
+
+
 @pytest.mark.parametrize("cls, low_level", [(PCAGenerator, fit_pca), (VAEGenerator, fit_vae)])
 def test_fit_offers_every_option_of_the_low_level_function_with_its_default(cls, low_level):
     fit = inspect.signature(cls.fit).parameters
@@ -74,8 +78,11 @@ def test_fit_offers_every_option_of_the_low_level_function_with_its_default(cls,
         if p.kind is not p.KEYWORD_ONLY or name == "progress":
             continue
         assert name in generator_options(cls), name
-        if name != "config":                          # VAE: None stands for VAEConfig()
+        if name not in ("config", *TRAINING_DEFAULTS):  # config: None stands for VAEConfig()
             assert fit[name].default == p.default, name
+    for name, value in TRAINING_DEFAULTS.items():
+        if name in fit:
+            assert fit[name].default == value, name
 
 
 def test_check_generator_options():

@@ -318,8 +318,8 @@ class VAEGenerator:
 
     @classmethod
     def fit(cls, rng_key, images, *, progress: bool = True, config: VAEConfig | dict | None = None,
-            latent_dim: int | None = None, epochs: int = 100, val_fraction: float = 0.1,
-            patience: int | None = 10, checkpoint_dir=None, checkpoint_every: int = 500,
+            latent_dim: int | None = None, epochs: int = 200, val_fraction: float = 0.1,
+            patience: int | None = 20, checkpoint_dir=None, checkpoint_every: int = 500,
             resume: bool = False, normalisation="rms", max_steps: int | None = None
             ) -> tuple["VAEGenerator", dict]:
         """Train a VAE (the :class:`~bayesemu.generators.base.Generator` signature).
@@ -338,8 +338,11 @@ class VAEGenerator:
             :meth:`VAEConfig.from_dict`); default ``VAEConfig()``.
         latent_dim : int, optional
             Overrides ``config.latent_dim``.
-        epochs, val_fraction, patience, checkpoint_dir, checkpoint_every, resume, \
-normalisation, max_steps
+        epochs, patience : int
+            Maximum epochs and early-stopping patience: 200 and 20 by default,
+            the training defaults of :func:`bayesemu.train` (the lower-level
+            :func:`~bayesemu.generators.fit_vae` has 100 and 10).
+        val_fraction, checkpoint_dir, checkpoint_every, resume, normalisation, max_steps
             As in :func:`~bayesemu.generators.fit_vae`.
 
         Returns
