@@ -150,7 +150,7 @@ def train(dataset, model: str = "pca-gp", *, physics: str = "flux", seed: int = 
     if cond_kind == "gp":
         from .conditioners import fit_gp
 
-        conditioner = fit_gp(u, z, seed=seed, progress=progress, **(gp_options or {}))
+        conditioner = fit_gp(key_cond, u, z, progress=progress, **(gp_options or {}))
     else:
         from .conditioners import fit_maf
 
