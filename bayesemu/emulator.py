@@ -239,18 +239,17 @@ class Emulator:
 
         Returns
         -------
-        array
-            Affine decoder (PCA): the latent scale ``S`` (``[L]`` for the GP,
-            ``[L, L]`` for the MAF). Nonlinear decoder (VAE): ``J S`` ``[n, L]``,
+        LatentScale or array
+            Affine decoder (PCA): the latent scale ``S``, a
+            :class:`~bayesemu.conditioners.LatentScale` (diagonal for the GP,
+            dense for the MAF). Nonlinear decoder (VAE): ``J S`` ``[n, L]``,
             the image-space factor per unit image scale. Gradients are stopped.
         """
         u0, _ = self._split(theta0)
         m0, S0 = self.conditioner.mean_and_scale(u0)
         if self._linear_parts() is None:
-            if S0.ndim == 1:
-                S0 = jnp.diag(S0)
             decode_flat = lambda z: self.generator.decode(z).ravel()  # noqa: E731
-            S0 = jax.jacfwd(decode_flat)(m0) @ S0
+            S0 = S0.matmul_left(jax.jacfwd(decode_flat)(m0))
         return jax.lax.stop_gradient(S0)
 
     def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True,
@@ -269,11 +268,12 @@ class Emulator:
             If True (default), marginalise the emulator's latent uncertainty
             (exact for PCA-GP; linearised for the VAE and the MAF). If False,
             plug in the mean image.
-        frozen : array, optional
+        frozen : LatentScale or array, optional
             :meth:`frozen_uncertainty` at some ``theta0``: use that covariance
             factor instead of recomputing it at ``theta`` (the image scale
             still follows theta). Cost per call then O(n L) for every
-            emulator, with no Jacobian and no GP variance.
+            emulator, with no Jacobian and no GP variance. (Affine decoders
+            also take the latent scale as an array: ``[L]`` diagonal, ``[L, L]``.)
 
         Notes
         -----
@@ -315,21 +315,24 @@ class Emulator:
         if frozen is None:
             m, S = self.conditioner.mean_and_scale(u)
         else:
-            m, S = self.conditioner.mean(u), jnp.asarray(frozen, jnp.float32)
+            m, S = self.conditioner.mean(u), frozen
         lin = self._linear_parts()
         if lin is not None:
+            from .conditioners.base import as_latent_scale
+
+            S = as_latent_scale(S)
             Q, pm, c = lin
             L, K = m.shape[0], Q.shape[0]
             px = Q @ image                                 # theta-independent
             x_perp = image - px @ Q                        # theta-independent
             q = px - s * pm - jnp.pad((s * c) * m, (0, K - L))
             sc2 = (s * c) ** 2
-            if S.ndim == 1:                                # diagonal latent covariance
-                d = var + sc2 * jnp.square(S)
+            if S.diagonal:                                 # diagonal latent covariance
+                d = var + sc2 * S.diag_variance()
                 q_in = jnp.sum(jnp.square(q[:L]) / d)
                 logdet_in = jnp.sum(jnp.log(d))
             else:
-                chol = jnp.linalg.cholesky(var * jnp.eye(L, dtype=jnp.float32) + sc2 * (S @ S.T))
+                chol = jnp.linalg.cholesky(var * jnp.eye(L, dtype=jnp.float32) + sc2 * S.covariance())
                 w = jax.scipy.linalg.solve_triangular(chol, q[:L], lower=True)
                 q_in = w @ w
                 logdet_in = 2 * jnp.sum(jnp.log(jnp.diag(chol)))
@@ -338,12 +341,10 @@ class Emulator:
             return -0.5 * (quad + logdet + n * _LOG_2PI)
         decode_flat = lambda z: self.generator.decode(z).ravel()  # noqa: E731
         if frozen is None:
-            if S.ndim == 1:
-                S = jnp.diag(S)
             mu, jac = decode_flat(m), jax.jacfwd(decode_flat)(m)   # [n], [n, L]
-            A = s * (jac @ S)                                       # [n, L]
+            A = s * S.matmul_left(jac)                              # [n, L]
         else:
-            mu, A = decode_flat(m), s * S                           # S = J S at theta0
+            mu, A = decode_flat(m), s * jnp.asarray(S, jnp.float32)  # S = J S at theta0
         r = image - s * mu
         M = jnp.eye(A.shape[1], dtype=A.dtype) + (A.T @ A) / var
         chol = jnp.linalg.cholesky(M)

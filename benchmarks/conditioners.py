@@ -54,8 +54,8 @@ def bench_gp(args):
         u, z, _ = problem(n, 0, noise=args.noise)
         ut, _, ft = problem(500, 1)
         t = time.perf_counter()
-        cond, info = fit_gp(u, z, n_hyper=args.n_hyper, steps=args.steps, n_var=args.n_var,
-                            progress=False, return_info=True)
+        cond, info = fit_gp(jax.random.key(0), u, z, n_hyper=args.n_hyper, steps=args.steps,
+                            n_var=args.n_var, progress=False, return_info=True)
         fit_s = time.perf_counter() - t
         u1 = jnp.asarray(ut[0], jnp.float32)
         z1 = jnp.asarray(ft[0], jnp.float32)
@@ -86,7 +86,8 @@ def bench_dtc(args):
         u, z, _ = problem(n, 0, latent_dim=args.latent_dim, noise=args.noise)
         ut, _, _ = problem(100, 1, latent_dim=args.latent_dim)
         for m in args.n_var:
-            cond = fit_gp(u, z, n_hyper=args.n_hyper, steps=args.steps, n_var=m, progress=False)
+            cond = fit_gp(jax.random.key(0), u, z, n_hyper=args.n_hyper, steps=args.steps,
+                          n_var=m, progress=False)
             _, v = cond.mean_and_var(ut)
             ve = cond.exact_variance(ut)
             r = np.asarray(v) / ve

@@ -66,17 +66,18 @@ _GP_CHILD = """
 import time
 import numpy as np
 import scaling
+import jax
 from bayesemu.conditioners import fit_gp
 u, z = scaling.synthetic_latents({n}, seed=0)
 ut = np.random.default_rng(1).random(({n_test}, scaling.GP_INPUTS))
 t0 = time.perf_counter()
-cond = fit_gp(u, z, n_hyper={n_hyper}, steps={steps}, seed=0, progress=False,
+cond = fit_gp(jax.random.key(0), u, z, n_hyper={n_hyper}, steps={steps}, progress=False,
               n_inducing=None if "{method}" == "exact" else scaling.N_INDUCING)
 fit_s = time.perf_counter() - t0
 pred = np.asarray(cond.mean(ut))
 err = float(np.sqrt(np.mean((pred - scaling.synthetic_truth(ut)) ** 2) / np.mean(np.var(z, 0))))
 # value + gradient of the mean at one point: what every NUTS leapfrog step pays
-import jax, jax.numpy as jnp
+import jax.numpy as jnp
 g = jax.jit(jax.value_and_grad(lambda x: jnp.sum(cond.mean(x))))
 x0 = jnp.asarray(ut[0], jnp.float32)
 jax.block_until_ready(g(x0))

@@ -8,16 +8,12 @@ and modelled by an independent zero-mean GP over the unit-cube inputs ``u``::
     y_l(u) = f_l(u) + eps,   f_l ~ GP(0, a_l k(r_l)),   eps ~ Normal(0, s_l),
     r_l^2 = sum_p (u_p - u'_p)^2 / ell_{l,p}^2          (ARD)
 
-with ``k`` Matern-5/2 (default) or squared exponential. Amplitude ``a_l``,
-lengthscales ``ell_{l,p}`` and white-noise variance ``s_l`` (floored at
-``min_noise``) are fitted by maximising tinygp's marginal log likelihood
-(float32, with a fixed extra jitter of 1e-4 a_l so that its Cholesky factors
-stay finite) on a random subset of ``n_hyper`` points: by default scipy's
-L-BFGS-B with jax gradients, one latent dimension after the other (typically
-30-80 likelihood evaluations each, several times fewer than Adam needs), or
-optax Adam on all dimensions at once (``optimizer="adam"``). Dimensions are
-mapped with ``lax.map`` rather than ``vmap``: XLA's batched CPU Cholesky
-measured 3x slower than a loop of single ones.
+with ``k`` Matern-5/2 (default) or squared exponential
+(:mod:`~bayesemu.conditioners.kernels`). Amplitude ``a_l``, lengthscales
+``ell_{l,p}`` and white-noise variance ``s_l`` are fitted by
+:func:`~bayesemu.conditioners.fit_gp` (:mod:`~bayesemu.conditioners.gp_fit`);
+the conditioning on all N points is :mod:`~bayesemu.conditioners.gp_linalg`.
+This module holds the fitted :class:`GPConditioner` and its predictions.
 
 Why independent GPs rather than a multi-output kernel: PCA latents are
 uncorrelated by construction and have very different scales and smoothness
@@ -32,30 +28,15 @@ The mean uses ``alpha_l = (K_l + s_l I)^{-1} y_l`` precomputed on all N
 points (in float64, stored in float32): one ``u`` costs O(N P L).
 Above 8192 training points (``n_inducing="auto"``, or any ``n_inducing=M``)
 the mean is a subset-of-regressors GP instead: it still conditions on all N
-points, through M farthest-point inducing inputs,
-``alpha_l = (s_l Kmm + Kmn Knm)^{-1} Kmn y_l``, so fitting costs O(N M^2)
-time and O(N M) memory rather than O(N^3) and O(N^2), and one ``u`` costs
-O(M P L). Its leave-one-out residuals (for ``variance="loo"``) are the SoR
-model's own, exact through the Woodbury identity.
+points, through M farthest-point inducing inputs, and one ``u`` costs
+O(M P L).
 
-The exact predictive variance costs O(N^2) per point. Instead we use the
-DTC / projected-process variance (Quinonero-Candela & Rasmussen 2005) with
-``M = min(N, n_var)`` inducing inputs ``Z``, a space-filling subset of the
-training inputs (greedy farthest-point selection in the unit cube)::
+The GP's own variance (``variance="gp"``) is the DTC / projected-process
+variance ``var_l(u) = a_l - |R_l k_l(Z, u)|^2`` with ``M = min(N, n_var)``
+inducing inputs ``Z`` and ``R_l [M, M]`` precomputed in float64 (stored
+float32). Cost O(M^2 L) per point; memory L M^2 floats. It is exact when
+``N <= n_var`` (the report's N = 512 with the default 512), up to a floor:
 
-    var_l(u) = a_l - k_l(Z, u)^T [Kmm^-1 - (Kmm + Kmn Knm / s_l)^-1] k_l(Z, u)
-             = a_l - |R_l k_l(Z, u)|^2
-
-with ``R_l [M, M]`` precomputed in float64 (stored float32). Cost O(M^2 L)
-per point; memory L M^2 floats. Properties:
-
-- exact when ``N <= n_var`` (Z = all inputs; the report's N = 512 with the
-  default 512), up to a floor of ``2^-18 a_l`` below which float32 rounding
-  of ``a_l - |R k|^2`` dominates;
-- it uses all N data (unlike a subset-of-data GP) and is accurate where
-  the inducing points are dense compared with the lengthscales: at N = 2048,
-  M = 256 in 2-D with 10% noise its ratio to the exact variance is
-  0.95-1.04 (tests/test_gp.py, benchmarks/conditioners.py);
 - float32 floor: ``a_l - |R k|^2`` is a difference of two numbers close to
   ``a_l``; its rounding error is ~10 float32 epsilons times ``a_l``, so the
   variance is floored at ``2^-18 a_l`` (~4e-6 of the kernel amplitude, i.e.
@@ -102,8 +83,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -111,93 +90,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError, FileFormatError
+from ..registry import CONDITIONERS
+from .base import LatentScale, fit_and_describe, keyword_options
+from .kernels import KERNELS
 
-__all__ = ["GPConditioner", "GPFitInfo", "fit_gp", "KERNELS"]
+__all__ = ["GPConditioner", "KERNELS", "VAR_FLOOR"]
 
-#: Supported stationary kernels.
-KERNELS = ("matern52", "expsquared")
 _STATE_VERSION = 1
-#: Jitter (relative to the amplitude) added to the diagonal during the float32
-#: hyperparameter fit only, so that its Cholesky factors stay finite; noise
-#: below this level is not identifiable there and is fixed at conditioning.
-_FIT_JITTER = 1e-4
 #: Floor of the latent-function variance relative to the amplitude (2^-18,
 #: about 30 float32 epsilons: below it the float32 variance is rounding noise).
-_VAR_FLOOR = 2.0**-18
-#: ``n_inducing="auto"``: exact GP mean up to this many points, SoR with _AUTO_INDUCING above.
-_AUTO_EXACT_MAX = 8192
-_AUTO_INDUCING = 1024
-
-
-class GPFitInfo(NamedTuple):
-    """Diagnostics of :func:`fit_gp`.
-
-    Attributes
-    ----------
-    neg_log_likelihood : np.ndarray
-        Negative marginal log likelihood per point of the hyperparameter subset
-        at every evaluation (L-BFGS: per dimension, dimension after dimension;
-        Adam: summed over dimensions, per step).
-    n_hyper : int
-        Points used for the hyperparameter fit.
-    jitter_boosts : int
-        How many times a noise term had to be raised to get a finite Cholesky.
-    fit_s : float
-        Wall time of the whole fit, seconds.
-    """
-
-    neg_log_likelihood: np.ndarray
-    n_hyper: int
-    jitter_boosts: int
-    fit_s: float
-
-
-# --------------------------------------------------------------------------- kernels
-
-
-def _kernel_of_r2(name: str, r2):
-    """Unit-amplitude stationary kernel as a function of squared scaled distance."""
-    if name == "expsquared":
-        return jnp.exp(-0.5 * r2)
-    # Matern-5/2 with a sqrt that is safe (finite gradient) at r2 == 0
-    pos = r2 > 0
-    a = jnp.where(pos, jnp.sqrt(5.0 * jnp.where(pos, r2, 1.0)), 0.0)
-    return (1.0 + a + a * a / 3.0) * jnp.exp(-a)
-
-
-def _kernel_of_r2_np(name: str, r2: np.ndarray) -> np.ndarray:
-    if name == "expsquared":
-        return np.exp(-0.5 * r2)
-    a = np.sqrt(5.0 * np.maximum(r2, 0.0))
-    return (1.0 + a + a * a / 3.0) * np.exp(-a)
-
-
-def _gram_np(name, x1, x2, amp, inv_ls2):
-    """float64 Gram matrix ``amp k(x1, x2)`` for one latent dimension."""
-    r2 = np.zeros((len(x1), len(x2)))
-    for p in range(x1.shape[1]):  # O(n1 n2) memory, not O(n1 n2 P)
-        r2 += inv_ls2[p] * np.subtract.outer(x1[:, p], x2[:, p]) ** 2
-    return amp * _kernel_of_r2_np(name, r2)
-
-
-def _tinygp_kernel(name: str, amp, scale):
-    """The same kernel as a tinygp object (used for the marginal likelihood)."""
-    from tinygp import kernels, transforms
-    from tinygp.kernels.distance import L2Distance
-
-    base = kernels.ExpSquared() if name == "expsquared" else kernels.Matern52(
-        distance=L2Distance())
-    return amp * transforms.Linear(1.0 / scale, base)
-
-
-# --------------------------------------------------------------------------- conditioner
+VAR_FLOOR = 2.0**-18
 
 
 class GPConditioner(eqx.Module):
     """A fitted GP conditioner (an equinox Module: a pytree, jit/vmap/grad-able).
 
     All methods are pure JAX and differentiable in ``u`` (and ``z``).
-    Build it with :func:`fit_gp` or :meth:`from_state`.
+    Build it with :meth:`fit`, :func:`~bayesemu.conditioners.fit_gp` or :meth:`from_state`.
 
     Attributes
     ----------
@@ -254,11 +163,37 @@ class GPConditioner(eqx.Module):
         """ARD lengthscales ``[L, P]`` in unit-cube units."""
         return np.asarray(1.0 / np.sqrt(self.inv_ls2))
 
+    # ---- fitting -------------------------------------------------------------
+    @classmethod
+    def fit(cls, rng_key, u, z, *, progress: bool = True, **options):
+        """Fit to ``u [N, P]``, ``z [N, L]``: :func:`~bayesemu.conditioners.fit_gp`
+        seeded by ``rng_key``, with ``options`` its keyword options
+        (:meth:`fit_options`).
+
+        Returns
+        -------
+        (GPConditioner, dict)
+            The conditioner and its fit information: ``n_hyper``,
+            ``jitter_boosts``, ``seed`` (of the NumPy subsets) and ``fit_s``
+            (wall time, seconds).
+        """
+        from .gp_fit import fit_gp
+
+        return fit_and_describe(fit_gp, cls.fit_options(), rng_key, u, z, progress=progress,
+                                options=options)
+
+    @classmethod
+    def fit_options(cls) -> tuple[str, ...]:
+        """Keyword options of :meth:`fit` (those of ``fit_gp`` but ``seed``, deprecated)."""
+        from .gp_fit import fit_gp
+
+        return keyword_options(fit_gp, exclude=("seed",))
+
     # ---- core, one u -------------------------------------------------------
     def _cross(self, x, u):
         """``amp k(x, u)`` ``[L, len(x)]`` for one ``u [P]``."""
         d2 = jnp.square(u[None, :] - x) @ self.inv_ls2.T  # [n, L]
-        return self.amp[:, None] * _kernel_of_r2(self.kernel, d2.T)
+        return self.amp[:, None] * KERNELS[self.kernel](d2.T, jnp)
 
     def _mean1(self, u):
         k = self._cross(self.x_train, u)
@@ -272,7 +207,7 @@ class GPConditioner(eqx.Module):
         kz = self._cross(self.x_var, u)  # [L, M]
         v = jnp.einsum("lij,lj->li", self.var_factor, kz)
         # floor: float32 rounding of amp - |v|^2 is ~10 eps amp (measured)
-        var = jnp.maximum(self.amp - jnp.sum(v * v, axis=-1), _VAR_FLOOR * self.amp)
+        var = jnp.maximum(self.amp - jnp.sum(v * v, axis=-1), VAR_FLOOR * self.amp)
         return var * jnp.square(self.z_std)
 
     def _check_u(self, u):
@@ -346,10 +281,10 @@ class GPConditioner(eqx.Module):
         return mean + jnp.sqrt(var) * jnp.asarray(eps, mean.dtype)
 
     def mean_and_scale(self, u):
-        """(mean ``[L]``, sd ``[L]``) of z for one ``u [P]``, noise included; the
-        scale is returned as a vector because the covariance is diagonal."""
+        """(mean ``[L]``, diagonal :class:`~bayesemu.conditioners.base.LatentScale`
+        with the sd ``[L]``) of z for one ``u [P]``, noise included."""
         mean, var = self.mean_and_var(u, include_noise=True)
-        return mean, jnp.sqrt(var)
+        return mean, LatentScale.from_sd(jnp.sqrt(var))
 
     def distribution(self, u):
         """``numpyro.distributions.Normal(mean, sqrt(var)).to_event(1)`` for
@@ -371,16 +306,15 @@ class GPConditioner(eqx.Module):
 
         O(N^3) reference for validating the fast approximation; not JAX.
         """
+        from .gp_linalg import exact_variance
+
         u = np.atleast_2d(np.asarray(u, dtype=np.float64))
         x = np.asarray(self.x_train, np.float64)
         out = np.empty((u.shape[0], self.latent_dim))
         for l in range(self.latent_dim):
-            amp, il = float(self.amp[l]), np.asarray(self.inv_ls2[l], np.float64)
-            K = _gram_np(self.kernel, x, x, amp, il) + float(self.noise[l]) * np.eye(len(x))
-            ks = _gram_np(self.kernel, x, u, amp, il)
-            c = np.linalg.cholesky(K)
-            v = _solve_tri(c, ks)
-            out[:, l] = (amp - np.sum(v * v, axis=0)) * float(self.z_std[l]) ** 2
+            var = exact_variance(self.kernel, x, u, float(self.amp[l]),
+                                 np.asarray(self.inv_ls2[l], np.float64), float(self.noise[l]))
+            out[:, l] = var * float(self.z_std[l]) ** 2
         return out
 
     # ---- persistence -------------------------------------------------------
@@ -453,367 +387,5 @@ _ARRAY_FIELDS = ("x_train", "alpha", "amp", "inv_ls2", "noise", "z_mean", "z_std
                  "x_var", "var_factor")
 
 
-# --------------------------------------------------------------------------- fitting
 
-
-def _solve_tri(c, b):
-    from scipy.linalg import solve_triangular
-
-    return solve_triangular(c, b, lower=True)
-
-
-def _dtc_factor(kernel, x, z, amp, inv_ls2, noise, eps=1e-9):
-    """R [M, M] with ``var(u) = amp - |R k(Z, u)|^2`` the DTC / projected-process
-    variance of f given all data ``x`` through inducing inputs ``z`` (float64).
-
-    ``R^T R = Kmm^-1 - (Kmm + Kmn Knm / s)^-1`` computed stably as
-    ``diag(sqrt(d / (1 + d))) U^T Lm^-1`` with ``U diag(d) U^T = A A^T``,
-    ``A = Lm^-1 Kmn / sqrt(s)``, ``Lm Lm^T = Kmm + eps amp I``. With z = x it is
-    the exact GP variance (up to ``eps``).
-    """
-    from scipy.linalg import solve_triangular
-
-    M = len(z)
-    Kmm = _gram_np(kernel, z, z, amp, inv_ls2)
-    Kmm[np.diag_indices(M)] += eps * amp
-    Lm = np.linalg.cholesky(Kmm)
-    Lm_inv = solve_triangular(Lm, np.eye(M), lower=True)
-    A = Lm_inv @ _gram_np(kernel, z, x, amp, inv_ls2) / np.sqrt(noise)
-    d, U = np.linalg.eigh(A @ A.T)
-    d = np.maximum(d, 0.0)
-    return np.sqrt(d / (1.0 + d))[:, None] * (U.T @ Lm_inv)
-
-
-def _condition_exact(kernel, x, xm, y, amp, inv_ls2, noise, loo_idx, E):
-    """Exact GP on all N points: ``alpha = (K + s I)^-1 y`` [N] and the leave-one-out
-    residuals ``r_i = alpha_i / [(K + s I)^-1]_ii`` at ``loo_idx`` (E: their unit
-    columns), or None."""
-    from scipy.linalg import cho_factor, cho_solve, solve_triangular
-
-    N = len(x)
-    K = _gram_np(kernel, x, x, amp, inv_ls2)
-    K[np.diag_indices(N)] += noise
-    cf = cho_factor(K, lower=True)
-    del K
-    alpha = cho_solve(cf, y)
-    if loo_idx is None:
-        return alpha, None
-    kinv_diag = np.sum(np.square(solve_triangular(cf[0], E, lower=True)), 0)
-    return alpha, alpha[loo_idx] / kinv_diag
-
-
-def _condition_sor(kernel, x, xm, y, amp, inv_ls2, noise, loo_idx, E, eps=1e-8):
-    """Subset-of-regressors GP through inducing inputs ``xm`` [M]: the weights
-    ``alpha = (s Kmm + Kmn Knm)^-1 Kmn y`` [M] and the SoR model's exact
-    leave-one-out residuals at ``loo_idx`` (or None).
-
-    With ``Lm Lm^T = Kmm``, ``A = Lm^-1 Kmn / sqrt(s)`` and ``LB LB^T = I + A A^T``,
-    the SoR covariance ``Knm Kmm^-1 Kmn + s I`` has inverse ``(I - C^T C) / s``
-    with ``C = LB^-1 A`` (Woodbury), so ``r_i = (y - C^T C y)_i / (1 - |C_i|^2)``.
-    O(N M^2) time, O(N M) memory (float64).
-    """
-    from scipy.linalg import solve_triangular
-
-    M = len(xm)
-    Kmm = _gram_np(kernel, xm, xm, amp, inv_ls2)
-    Kmm[np.diag_indices(M)] += eps * amp
-    Lm = np.linalg.cholesky(Kmm)
-    A = solve_triangular(Lm, _gram_np(kernel, xm, x, amp, inv_ls2), lower=True) / np.sqrt(noise)
-    LB = np.linalg.cholesky(np.eye(M) + A @ A.T)
-    C = solve_triangular(LB, A, lower=True)
-    del A
-    Cy = C @ y
-    alpha = solve_triangular(Lm.T, solve_triangular(LB.T, Cy, lower=False),
-                             lower=False) / np.sqrt(noise)
-    if loo_idx is None:
-        return alpha, None
-    Cs = C[:, loo_idx]
-    r = (y[loo_idx] - Cs.T @ Cy) / (1.0 - np.sum(np.square(Cs), 0))
-    return alpha, r
-
-
-def _neighbour_distance(x: np.ndarray, k: int) -> float:
-    """Mean Euclidean distance from each row of ``x`` to its k-th nearest other row."""
-    n = len(x)
-    k = max(1, min(int(k), n - 1))
-    out = np.empty(n)
-    for lo in range(0, n, 1024):  # O(1024 n) memory per block
-        d2 = np.sum(np.square(x[lo:lo + 1024, None, :] - x[None, :, :]), axis=-1)
-        out[lo:lo + 1024] = np.sqrt(np.partition(d2, k, axis=1)[:, k])  # index 0 is itself
-    return float(max(out.mean(), 1e-6))
-
-
-def farthest_point_subset(x: np.ndarray, m: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``m`` rows of ``x`` chosen by greedy farthest-point sampling.
-
-    Starts from a random row; each next row maximises its Euclidean distance to
-    the rows already chosen. O(N m P).
-    """
-    n = len(x)
-    if m >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    idx = np.empty(m, dtype=np.int64)
-    idx[0] = rng.integers(n)
-    dmin = np.sum((x - x[idx[0]]) ** 2, axis=1)
-    for i in range(1, m):
-        idx[i] = int(np.argmax(dmin))
-        dmin = np.minimum(dmin, np.sum((x - x[idx[i]]) ** 2, axis=1))
-    return np.sort(idx)
-
-
-def _check_data(u, z):
-    u = np.asarray(u)
-    z = np.asarray(z)
-    if u.ndim != 2 or z.ndim != 2:
-        raise BayesemuInputError(f"fit: u must be [N, P] and z [N, L], got {u.shape} and {z.shape}")
-    if u.shape[0] != z.shape[0]:
-        raise BayesemuInputError(f"fit: u has {u.shape[0]} rows but z has {z.shape[0]}")
-    if u.shape[0] < 2:
-        raise BayesemuInputError(f"fit: need at least 2 training points, got {u.shape[0]}")
-    for name, a in (("u", u), ("z", z)):
-        bad = ~np.isfinite(a)
-        if bad.any():
-            row = int(np.argwhere(bad)[0, 0])
-            raise BayesemuInputError(f"fit: {name} has non-finite values (first at row {row})")
-    return u.astype(np.float64), z.astype(np.float64)
-
-
-def _fit_hyper(xs, ys, kernel, floor, optimizer, steps, learning_rate, progress):
-    """Maximise the marginal likelihood of each latent dimension.
-
-    Parameters are, per dimension, ``[log amp, log ell_1..P, log(noise - floor)]``.
-    Returns (amp [L], scale [L, P], noise [L], history [n_steps]) as float64.
-    """
-    import optax
-    import tinygp
-    from tqdm.auto import tqdm
-
-    L, n = ys.shape
-    P = xs.shape[1]
-    lo = np.array([-10.0] + [math.log(1e-3)] * P + [-25.0])
-    hi = np.array([10.0] + [math.log(1e3)] * P + [5.0])
-
-    def unpack(p):
-        return jnp.exp(p[0]), jnp.exp(p[1:1 + P]), floor + jnp.exp(p[-1])
-
-    def nll_one(p, y):
-        amp, scale, noise = unpack(p)
-        gp = tinygp.GaussianProcess(_tinygp_kernel(kernel, amp, scale), xs,
-                                    diag=noise + _FIT_JITTER * amp)
-        return -gp.log_probability(y) / n
-
-    p0 = np.array([0.0] + [math.log(0.5)] * P + [math.log(1e-2)], np.float32)
-    history = []
-    if optimizer == "lbfgs":
-        from scipy.optimize import minimize
-
-        vg = jax.jit(jax.value_and_grad(nll_one))
-        out = np.empty((L, P + 2))
-        for l in tqdm(range(L), disable=not progress, desc="GP hyperparameters"):
-            def fun(p, _l=l):
-                v, g = vg(jnp.asarray(p, jnp.float32), ys[_l])
-                v, g = float(v), np.asarray(g, np.float64)
-                if not (np.isfinite(v) and np.isfinite(g).all()):
-                    return 1e10, np.zeros_like(g)  # failed float32 Cholesky: reject step
-                history.append(v)
-                return v, g
-            res = minimize(fun, p0.astype(np.float64), jac=True, method="L-BFGS-B",
-                           bounds=list(zip(lo, hi)), options={"maxiter": steps})
-            out[l] = res.x
-        params = jnp.asarray(out, jnp.float32)
-    else:  # adam: all dimensions at once (sum of independent objectives)
-        def loss(p):
-            # lax.map, not vmap: XLA's batched CPU Cholesky is several times slower
-            return jnp.sum(jax.lax.map(lambda a: nll_one(*a), (p, ys)))
-
-        opt = optax.adam(learning_rate)
-
-        def step(carry, _):
-            p, s = carry
-            val, g = jax.value_and_grad(loss)(p)
-            g = jnp.where(jnp.isfinite(g), g, 0.0)  # failed Cholesky freezes that entry
-            upd, s = opt.update(g, s, p)
-            p = jnp.clip(optax.apply_updates(p, upd), lo, hi)
-            return (p, s), val
-
-        run = jax.jit(lambda c, k: jax.lax.scan(step, c, None, length=k), static_argnums=1)
-        params = jnp.tile(jnp.asarray(p0), (L, 1))
-        carry = (params, opt.init(params))
-        n_chunks = max(1, min(steps, 10))
-        with tqdm(total=steps, disable=not progress, desc="GP hyperparameters") as bar:
-            for i in range(n_chunks):
-                k = steps // n_chunks + (i < steps % n_chunks)
-                carry, vals = run(carry, k)
-                history.extend(np.asarray(vals).tolist())
-                bar.update(k)
-        params = carry[0]
-    amp, scale, noise = jax.vmap(unpack)(params)
-    return (np.asarray(amp, np.float64), np.asarray(scale, np.float64),
-            np.asarray(noise, np.float64), np.asarray(history))
-
-
-def fit_gp(u, z, *, n_hyper: int = 1024, steps: int = 200, optimizer: str = "lbfgs",
-           learning_rate: float = 0.05, kernel: str = "matern52", n_var: int = 512,
-           min_noise: float = 1e-6, variance: str = "loo", n_loo: int = 4096,
-           loo_bandwidth: float | None = None, n_inducing: int | str | None = "auto",
-           seed: int = 0, progress: bool = True, return_info: bool = False):
-    """Fit independent GPs ``z_l(u)`` (one per latent dimension).
-
-    Parameters
-    ----------
-    u : array [N, P]
-        Unit-cube inputs (``ParameterSpace.to_unit(theta)``).
-    z : array [N, L]
-        Latent vectors (any scales; standardised internally).
-    n_hyper : int
-        Size of the random subset used to fit hyperparameters (all points if
-        N <= n_hyper). Cost per likelihood evaluation O(n_hyper^3) per dimension.
-    steps : int
-        Maximum L-BFGS iterations per dimension, or Adam steps.
-    optimizer : {"lbfgs", "adam"}
-        ``"lbfgs"``: scipy L-BFGS-B on each dimension in turn, with jax
-        gradients of tinygp's marginal likelihood (typically 30-80
-        evaluations per dimension). ``"adam"``: optax Adam on all dimensions
-        at once for exactly ``steps`` steps.
-    learning_rate : float
-        Adam learning rate (parameters are logs of amplitude, lengthscales, noise).
-    kernel : {"matern52", "expsquared"}
-        Stationary ARD kernel.
-    n_var : int
-        Number M of inducing inputs of the DTC predictive variance (exact
-        variance when N <= n_var). Memory L M^2 floats, cost M^2 L per point.
-    min_noise : float
-        Floor of the white-noise variance in standardised units (jitter).
-    variance : {"loo", "gp"}
-        Predictive variance of f: ``"loo"`` (default) a local, kernel-weighted
-        average of the squared leave-one-out errors of the fitted GP (see the
-        module docstring: calibrated on held-out data, and larger where the
-        emulator is worse, e.g. compact galaxies); ``"gp"`` the GP's own
-        DTC/exact variance (stationary; measured 2-12x too large in sd for
-        PCA latents: rms to typical error).
-    n_loo : int
-        Training points whose leave-one-out errors are computed (all if
-        N <= n_loo, else a random subset): O(N^2 n_loo) per latent dimension.
-    loo_bandwidth : float, optional
-        Width h (unit-cube units) of the Gaussian weights of the local
-        average. Default: half the mean distance from a point to its 8th
-        nearest neighbour among the leave-one-out points (0.14 for 512
-        points in 4-D; the best-calibrated of 0.5, 1 and 2 times that
-        distance on the quickstart's PCA latents, held-out z-score rms 0.96).
-    n_inducing : int, "auto" or None
-        Inducing inputs M of a subset-of-regressors (SoR) mean: the mean
-        conditions on all N points through M farthest-point inducing inputs,
-        ``alpha = (s Kmm + Kmn Knm)^-1 Kmn y`` (O(N M^2) time, O(N M) memory
-        to fit, O(M P L) per predicted point instead of O(N P L)), and the
-        ``"loo"`` residuals are the SoR model's own, in closed form through
-        the Woodbury identity. ``None``: always the exact GP (O(N^3) time,
-        O(N^2) memory). ``"auto"`` (default): exact up to N = 8192 points,
-        SoR with M = 1024 above (exact at N = 16384 needs 2 GiB per kernel
-        matrix and ~1.5 TFLOP per latent dimension). An integer M >= N
-        means exact. Accuracy against the exact GP: benchmarks/scaling.py.
-    seed : int
-        Seed of the subsets.
-    progress : bool
-        Show a progress bar.
-    return_info : bool
-        Also return a :class:`GPFitInfo`.
-
-    Returns
-    -------
-    GPConditioner, or (GPConditioner, GPFitInfo) if ``return_info``.
-
-    Notes
-    -----
-    Conditioning on all N points is done once in float64 (scipy Cholesky,
-    O(N^3 L) time, O(N^2) memory); noise terms are raised tenfold until the
-    Cholesky factor exists (counted in ``GPFitInfo.jitter_boosts``).
-    """
-    if kernel not in KERNELS:
-        raise BayesemuInputError(f"fit_gp: kernel must be one of {KERNELS}, got {kernel!r}")
-    if optimizer not in ("lbfgs", "adam"):
-        raise BayesemuInputError(f"fit_gp: optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
-    for name, val in (("n_hyper", n_hyper), ("steps", steps), ("n_var", n_var)):
-        if int(val) < 1:
-            raise BayesemuInputError(f"fit_gp: {name} must be >= 1, got {val}")
-    if not min_noise > 0:
-        raise BayesemuInputError(f"fit_gp: min_noise must be > 0, got {min_noise}")
-    if variance not in ("loo", "gp"):
-        raise BayesemuInputError(f"fit_gp: variance must be 'loo' or 'gp', got {variance!r}")
-    if int(n_loo) < 1:
-        raise BayesemuInputError(f"fit_gp: n_loo must be >= 1, got {n_loo}")
-    if loo_bandwidth is not None and not (math.isfinite(loo_bandwidth) and loo_bandwidth > 0):
-        raise BayesemuInputError(f"fit_gp: loo_bandwidth must be > 0, got {loo_bandwidth}")
-    if n_inducing is not None and n_inducing != "auto" and (
-            isinstance(n_inducing, (str, bool)) or int(n_inducing) < 1):
-        raise BayesemuInputError(
-            f"fit_gp: n_inducing must be a positive integer, 'auto' or None, got {n_inducing!r}")
-    t0 = time.perf_counter()
-    u64, z64 = _check_data(u, z)
-    N, P = u64.shape
-    L = z64.shape[1]
-    z_mean = z64.mean(0)
-    z_std = z64.std(0)
-    z_std = np.where(z_std > 0, z_std, 1.0)
-    y64 = (z64 - z_mean) / z_std
-
-    rng = np.random.default_rng(seed)
-    sub = np.sort(rng.choice(N, size=min(N, n_hyper), replace=False))
-    xs = jnp.asarray(u64[sub], jnp.float32)
-    ys = jnp.asarray(y64[sub].T, jnp.float32)  # [L, n]
-    floor = float(min_noise)
-    amp, scale, noise, history = _fit_hyper(xs, ys, kernel, floor, optimizer, int(steps),
-                                            learning_rate, progress)
-    inv_ls2 = 1.0 / scale**2
-
-    # condition on all N points, float64 (one-off), with jitter boosts if needed
-    if n_inducing == "auto":
-        n_inducing = None if N <= _AUTO_EXACT_MAX else _AUTO_INDUCING
-    sparse = n_inducing is not None and int(n_inducing) < N
-    sel = farthest_point_subset(u64, min(N, n_var), seed=seed)
-    xv = u64[sel]
-    M = len(sel)
-    x_mean = u64[farthest_point_subset(u64, int(n_inducing), seed=seed)] if sparse else u64
-    alpha = np.empty((L, len(x_mean)))
-    var_factor = np.empty((L, M, M))
-    loo_idx = np.sort(rng.choice(N, size=min(N, int(n_loo)), replace=False))
-    err_r2 = np.empty((len(loo_idx), L)) if variance == "loo" else None
-    E = None
-    if err_r2 is not None and not sparse:  # unit columns e_i of the LOO points, shared by dims
-        E = np.zeros((N, len(loo_idx)))
-        E[loo_idx, np.arange(len(loo_idx))] = 1.0
-    boosts = 0
-    condition = _condition_sor if sparse else _condition_exact
-    for l in range(L):
-        for _ in range(8):
-            try:
-                alpha[l], r = condition(kernel, u64, x_mean, y64[:, l], amp[l], inv_ls2[l],
-                                        noise[l], loo_idx if err_r2 is not None else None, E)
-                if err_r2 is not None:  # squared LOO error of f: r^2 minus the noise
-                    err_r2[:, l] = np.maximum(np.square(r) - noise[l], _VAR_FLOOR * amp[l])
-                var_factor[l] = _dtc_factor(kernel, u64, xv, amp[l], inv_ls2[l], noise[l])
-                break
-            except np.linalg.LinAlgError:
-                noise[l] = max(10 * noise[l], floor)
-                boosts += 1
-        else:  # pragma: no cover - only for pathological data
-            raise BayesemuInputError(f"fit_gp: kernel matrix of latent dimension {l} is singular")
-    if not (np.isfinite(alpha).all() and np.isfinite(var_factor).all()):
-        raise BayesemuInputError("fit_gp: non-finite GP solution (duplicate inputs with "
-                                 "conflicting z?)")
-
-    f32 = lambda a: jnp.asarray(np.asarray(a, np.float32))  # noqa: E731
-    extra = {}
-    if err_r2 is not None:
-        if not np.isfinite(err_r2).all():
-            raise BayesemuInputError("fit_gp: non-finite leave-one-out errors")
-        extra = {"err_x": f32(u64[loo_idx]), "err_r2": f32(err_r2),
-                 "err_bandwidth": float(loo_bandwidth) if loo_bandwidth is not None
-                 else 0.5 * _neighbour_distance(u64[loo_idx], 8)}
-    cond = GPConditioner(x_train=f32(x_mean), alpha=f32(alpha), amp=f32(amp), inv_ls2=f32(inv_ls2),
-                         noise=f32(noise), z_mean=f32(z_mean), z_std=f32(z_std), x_var=f32(xv),
-                         var_factor=f32(var_factor), kernel=kernel, **extra)
-    if return_info:
-        info = GPFitInfo(history, len(sub), boosts, time.perf_counter() - t0)
-        return cond, info
-    return cond
+CONDITIONERS.register("gp", GPConditioner)

@@ -46,6 +46,9 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from ..errors import BayesemuInputError, FileFormatError
+from ..registry import CONDITIONERS
+from .base import (LatentScale, as_typed_key, check_training_data, fit_and_describe,
+                   keyword_options, standardise)
 
 __all__ = ["MAFConditioner", "MAFDistribution", "MAFFitInfo", "fit_maf", "TRANSFORMERS"]
 
@@ -97,7 +100,7 @@ def _build_flow(key, config: dict):
 class MAFConditioner(eqx.Module):
     """A fitted conditional MAF (an equinox Module: jit/vmap/grad-able pytree).
 
-    Build it with :func:`fit_maf` or :meth:`from_state`.
+    Build it with :meth:`fit`, :func:`fit_maf` or :meth:`from_state`.
 
     Attributes
     ----------
@@ -127,6 +130,26 @@ class MAFConditioner(eqx.Module):
     @property
     def param_dim(self) -> int:
         return int(self.config_dict["param_dim"])
+
+    @classmethod
+    def fit(cls, rng_key, u, z, *, progress: bool = True, **options):
+        """Fit to ``u [N, P]``, ``z [N, L]``: :func:`fit_maf` with ``options`` its
+        keyword options (:meth:`fit_options`).
+
+        Returns
+        -------
+        (MAFConditioner, dict)
+            The conditioner and its fit information: ``best_val_loss``
+            (nats per point, standardised z), ``epochs`` and ``fit_s`` (wall
+            time, seconds).
+        """
+        return fit_and_describe(fit_maf, cls.fit_options(), rng_key, u, z, progress=progress,
+                                options=options)
+
+    @classmethod
+    def fit_options(cls) -> tuple[str, ...]:
+        """Keyword options of :meth:`fit` (those of :func:`fit_maf`)."""
+        return keyword_options(fit_maf)
 
     def _cond(self, u):
         u = jnp.asarray(u, dtype=jnp.float32)
@@ -165,10 +188,12 @@ class MAFConditioner(eqx.Module):
         return self.flow.bijection.transform(eps, c) * self.z_std + self.z_mean
 
     def mean_and_scale(self, u):
-        """(``T(0; u)`` ``[L]``, Jacobian ``dT/deps`` at 0 ``[L, L]``) for one ``u [P]``:
-        the flow linearised at the base mode (a Laplace-type Gaussian)."""
+        """(``T(0; u)`` ``[L]``, dense :class:`~bayesemu.conditioners.base.LatentScale`
+        with the Jacobian ``dT/deps`` at 0 ``[L, L]``) for one ``u [P]``: the flow
+        linearised at the base mode (a Laplace-type Gaussian)."""
         zero = jnp.zeros(self.latent_dim, jnp.float32)
-        return self.transform(zero, u), jax.jacfwd(lambda e: self.transform(e, u))(zero)
+        jac = jax.jacfwd(lambda e: self.transform(e, u))(zero)
+        return self.transform(zero, u), LatentScale.from_matrix(jac)
 
     def log_prob(self, z, u):
         """log p(z | u) ``[...]`` (original units of z; broadcasting over leading
@@ -190,9 +215,7 @@ class MAFConditioner(eqx.Module):
         ``rng_key``: a typed key (``jax.random.key``) or a raw ``uint32[2]``
         one (``jax.random.PRNGKey``, as numpyro passes), which is wrapped.
         """
-        if not jax.dtypes.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
-            rng_key = jax.random.wrap_key_data(jnp.asarray(rng_key, jnp.uint32))
-        return _jit_sample(self, rng_key, self._cond(u), tuple(int(i) for i in sample_shape))
+        return _jit_sample(self, as_typed_key(rng_key), self._cond(u), tuple(int(i) for i in sample_shape))
 
     def _sample(self, rng_key, c, sample_shape):
         s = self.flow.sample(rng_key, sample_shape, condition=c)
@@ -326,7 +349,8 @@ def fit_maf(rng_key, u, z, *, flow_layers: int = 6, nn_width: int = 64, nn_depth
     Parameters
     ----------
     rng_key : jax PRNG key
-        Seeds the weights, the validation split and the batches.
+        Typed or raw; seeds the weights, the validation split and the batches
+        (same key, same flow).
     u : array [N, P]
         Unit-cube inputs (``ParameterSpace.to_unit(theta)``).
     z : array [N, L]
@@ -348,9 +372,9 @@ def fit_maf(rng_key, u, z, *, flow_layers: int = 6, nn_width: int = 64, nn_depth
     learning_rate, clip_norm : float
         Adam learning rate; global gradient-norm clipping.
     progress : bool
-        Show a progress bar.
+        Show a progress bar (set by the caller: reserved option).
     return_info : bool
-        Also return a :class:`MAFFitInfo`.
+        Also return a :class:`MAFFitInfo` (reserved option).
 
     Returns
     -------
@@ -359,10 +383,8 @@ def fit_maf(rng_key, u, z, *, flow_layers: int = 6, nn_width: int = 64, nn_depth
     import optax
     from flowjax.train import fit_to_data
 
-    from .gp import _check_data
-
     t0 = time.perf_counter()
-    u64, z64 = _check_data(u, z)
+    u64, z64 = check_training_data(u, z)
     N, P = u64.shape
     L = z64.shape[1]
     if not 0 < val_fraction < 1:
@@ -382,10 +404,8 @@ def fit_maf(rng_key, u, z, *, flow_layers: int = 6, nn_width: int = 64, nn_depth
     except ValueError as exc:
         raise BayesemuInputError(f"fit_maf: {exc}") from None
 
-    z_mean = z64.mean(0)
-    z_std = z64.std(0)
-    z_std = np.where(z_std > 0, z_std, 1.0)
-    s = jnp.asarray((z64 - z_mean) / z_std, jnp.float32)
+    s, z_mean, z_std = standardise(z64)
+    s = jnp.asarray(s, jnp.float32)
     c = jnp.asarray(2.0 * u64 - 1.0, jnp.float32)
 
     k_init, k_fit = jax.random.split(rng_key)
@@ -403,3 +423,6 @@ def fit_maf(rng_key, u, z, *, flow_layers: int = 6, nn_width: int = 64, nn_depth
                           time.perf_counter() - t0)
         return cond, info
     return cond
+
+
+CONDITIONERS.register("maf", MAFConditioner)

@@ -167,8 +167,7 @@ def latent_zscores(emulator, latents, params) -> np.ndarray:
 
     def one(ui, zi):
         m, S = emulator.conditioner.mean_and_scale(ui)
-        r = zi - m
-        return r / S if S.ndim == 1 else jax.scipy.linalg.solve(S, r)
+        return S.whiten(zi - m)
 
     fn = jax.jit(jax.vmap(one))
     lat = jnp.asarray(latents, jnp.float32)
