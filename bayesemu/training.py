@@ -188,10 +188,10 @@ maf_options, checkpoint_dir, checkpoint_every, resume
     gopts = dict(generator_options or {})
     gopts.update(_legacy_options(legacy_gen, g_options(GENERATORS.get(gen_name)), gopts))
     copts = dict(conditioner_options or {})
-    legacy_cond = {"gp": gp_options, "maf": maf_options}.get(cond_name)
-    if legacy_cond is not None:
-        copts = {**_check_options(c_options(CONDITIONERS.get(cond_name)), legacy_cond,
-                                  f"{cond_name}_options"), **copts}
+    for name, legacy in (("gp", gp_options), ("maf", maf_options)):
+        checked = _check_options(c_options(name), legacy, f"{name}_options")
+        if name == cond_name:
+            copts = {**checked, **copts}
     images, params = _as_arrays(dataset)
     if len(images) < 8:
         raise BayesemuInputError(f"need at least 8 training images, got {len(images)}")
