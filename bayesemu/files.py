@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 #: Version of the on-disk format written by this release.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this release reads: 1 (bayesemu 0.1) and 2 (0.2: models may hold an error model).
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 
 _VERSIONED = ("bayesemu", "jax", "jaxlib", "numpyro", "flax", "galsim", "jax-galsim",
@@ -170,11 +172,11 @@ def read_manifest(directory: str | os.PathLike, kind: str, *, verify: bool = Tru
     if not isinstance(manifest, dict) or manifest.get("format") != "bayesemu":
         raise FileFormatError(f"{mpath}: not a bayesemu manifest")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise FileFormatError(
             f"{mpath}: format version {version!r} is not supported (this bayesemu reads "
-            f"version {FORMAT_VERSION})"
-        )
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}); re-create it with this "
+            "release (e.g. `bayesemu train`)")
     if manifest.get("kind") != kind:
         raise FileFormatError(f"{mpath}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
     checksums = manifest.get("checksums", {})

@@ -149,15 +149,14 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
 
     from . import training
     from .data import draw_analytic, simulate_analytic
-    from .emulator import MODEL_KINDS
+    from .registry import split_model_kind
     from .errors import ConvergenceWarning
     from .inference import infer
     from .params import analytic_space
     from .plots.corner import corner_plot
     from .validation.run import validate
 
-    if model not in MODEL_KINDS:
-        raise BayesemuInputError(f"unknown model {model!r} (choose from {', '.join(MODEL_KINDS)})")
+    split_model_kind(model)  # refuses unknown kinds, listing the registered parts
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayesemuInputError(f"seed must be an integer >= 0, got {seed!r}")
     cfg = config or (QUICK if quick else DEFAULT)

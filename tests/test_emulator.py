@@ -31,7 +31,7 @@ def pca_gp(data):
 
 def _dense_loglik(emu, theta, image, sigma):
     """Reference: x ~ N(s*(mean + B^T m), sigma^2 I + s^2 B^T diag(v) B), dense."""
-    u, s = emu._split(jnp.asarray(theta, jnp.float32))
+    u, s = emu.split(jnp.asarray(theta, jnp.float32))
     m, v = emu.conditioner.mean_and_var(u, include_noise=True)
     mean, basis = emu.generator.linear_decoder()
     mean, basis = np.asarray(mean, np.float64).ravel(), np.asarray(basis, np.float64)
@@ -141,7 +141,7 @@ def test_sample_spread_follows_gp_variance(pca_gp):
     assert draws.shape == (400, 32, 32)
     mean_img = np.asarray(pca_gp.predict(theta))
     # latent spread projects to pixel spread through the orthonormal PCA basis
-    u, s = pca_gp._split(jnp.asarray(theta, jnp.float32))
+    u, s = pca_gp.split(jnp.asarray(theta, jnp.float32))
     _, v = pca_gp.conditioner.mean_and_var(u, include_noise=True)
     expected_total_var = float(s) ** 2 * float(np.sum(v))
     got_total_var = float(draws.reshape(400, -1).var(axis=0).sum())
@@ -149,13 +149,22 @@ def test_sample_spread_follows_gp_variance(pca_gp):
     assert np.abs(draws.mean(0) - mean_img).max() < 6 * np.sqrt(expected_total_var / 400) + 1e-3
 
 
-def test_numpyro_model_runs(pca_gp):
+def test_the_numpyro_model_of_inference_runs_with_the_emulator(pca_gp):
+    """The production numpyro model (``bayesemu.inference.galaxy_model``), latents sampled."""
     import numpyro
 
+    from bayesemu.inference import default_priors, galaxy_model
+
+    image = np.asarray(pca_gp.predict([3e4, 0.35, 0.0, 0.2, 0.25]))
+    model = lambda: galaxy_model(image, 30.0, forward=pca_gp,  # noqa: E731
+                                 priors=default_priors(pca_gp.space), latent="sample")
     with numpyro.handlers.seed(rng_seed=0):
-        tr = numpyro.handlers.trace(pca_gp.model).get_trace(noise_sigma=30.0)
-    assert tr["x"]["value"].shape == (32, 32)
+        tr = numpyro.handlers.trace(model).get_trace()
+    assert tr["eps"]["value"].shape == (pca_gp.latent_dim,)
     assert tr["z"]["value"].shape == (pca_gp.latent_dim,)
+    theta = np.array([float(tr[n]["value"]) for n in pca_gp.space.names])
+    want = pca_gp.log_likelihood_latent(theta, tr["z"]["value"], image, 30.0)
+    np.testing.assert_allclose(float(tr["likelihood"]["fn"].log_factor), float(want), rtol=1e-5)
 
 
 def test_bad_inputs_are_refused(pca_gp):
@@ -166,9 +175,9 @@ def test_bad_inputs_are_refused(pca_gp):
     with pytest.raises(ParameterError, match="not finite"):
         pca_gp.predict([np.nan, 0.35, 0.0, 0.2, 0.3])
     with pytest.raises(BayesemuInputError, match="shape"):
-        pca_gp.check_image(np.zeros((16, 16)))
+        bayesemu.infer(pca_gp, np.zeros((16, 16)), 30.0)
     with pytest.raises(BayesemuInputError, match="NaN"):
-        pca_gp.check_image(np.full((32, 32), np.inf))
+        bayesemu.infer(pca_gp, np.full((32, 32), np.inf), 30.0)
 
 
 def test_save_load_bit_identical_and_corruption(tmp_path, pca_gp):
@@ -224,7 +233,7 @@ def test_non_centred_latents_reproduce_the_conditioner(data, pca_gp):
     params["eps"] = eps
     values = ld.constrain(params, image, 30.0)
     theta = jnp.stack([values[n] for n in pca_gp.space.names])
-    u, _ = pca_gp._split(theta)
+    u, _ = pca_gp.split(theta)
     m, var = pca_gp.conditioner.mean_and_var(u, include_noise=True)
     np.testing.assert_allclose(values["z"], m + jnp.sqrt(var) * eps, rtol=1e-5,
                                atol=1e-5 * float(jnp.abs(m).max()))
@@ -277,9 +286,10 @@ def test_frozen_uncertainty_matches_pointwise_where_anchored(data, pca_gp):
     for emu in (pca_gp, general):
         fr = emu.frozen_uncertainty(theta0)
         if emu is pca_gp:  # the GP's diagonal latent scale
-            assert fr.diagonal and fr.factor.shape == (emu.latent_dim,)
-        else:
-            assert fr.shape == (image.size, emu.latent_dim)
+            assert fr.latent.diagonal and fr.latent.factor.shape == (emu.latent_dim,)
+        else:  # J S [n, L] with its Gram matrix diagonalised
+            assert fr.image_factor.shape == (image.size, emu.latent_dim)
+            assert fr.gram_values.shape == (emu.latent_dim,)
         a = float(emu.log_likelihood(theta0, image, 10.0, frozen=fr))
         b = float(emu.log_likelihood(theta0, image, 10.0))
         assert abs(a - b) < 1e-5 * abs(b) + 1e-2, (a, b)
@@ -308,7 +318,7 @@ def test_latent_zscores_of_the_conditioners_own_draws_are_standard(data, pca_gp)
 
     _, test = data
     params = np.asarray(test.params, np.float64)
-    u, _ = pca_gp._split(jnp.asarray(params, jnp.float32))
+    u, _ = pca_gp.split(jnp.asarray(params, jnp.float32))
     keys = jax.random.split(jax.random.key(5), len(params))
     draws = np.stack([np.asarray(pca_gp.conditioner.sample(k, u[i], 1)[0])
                       for i, k in enumerate(keys)])

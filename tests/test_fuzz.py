@@ -159,12 +159,15 @@ def test_predict_gives_valid_images_or_an_input_error(emu, theta, allow):
                elements=st.one_of(finite, any_float), fill=st.just(1.0)),
     st.lists(st.one_of(st.text(max_size=2), finite), max_size=3)))
 def test_check_image_accepts_only_finite_images_of_the_model_shape(emu, image):
+    """The validator that infer, infer_batch and the CLI use on observed images."""
+    from bayesemu.inference.api import check_image
+
     if isinstance(image, list):
         with pytest.raises(BayesemuInputError):
-            emu.check_image(image)
+            check_image(image, emu.image_shape, stack=True)
         return
     try:
-        out = emu.check_image(image)
+        out = check_image(image, emu.image_shape, stack=True)
     except BayesemuInputError:
         assert (image.shape[-2:] != (STAMP, STAMP) or not np.isfinite(image).all()
                 or np.abs(image).max() > np.finfo(np.float32).max)

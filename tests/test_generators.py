@@ -51,7 +51,7 @@ def test_unknown_generator_names_the_known_ones():
 
 
 def test_loading_an_unknown_kind_is_a_file_format_error():
-    from bayesemu.emulator import _registry_class
+    from bayesemu.emulator.persistence import _part_class as _registry_class
 
     assert _registry_class("generator", "pca") is PCAGenerator
     with pytest.raises(FileFormatError, match="unknown generator kind 'gan'"):

@@ -30,17 +30,28 @@ def check_noise_sigma(noise_sigma) -> float:
     return s
 
 
-def check_image(image, shape, *, where: str = "image") -> np.ndarray:
-    """Return ``image`` as float32 ``[H, W]``; refuse a wrong shape or NaN/inf pixels."""
-    img = np.asarray(image, dtype=np.float32)
-    if img.shape != tuple(shape):
+def check_image(image, shape, *, where: str = "image", stack: bool = False) -> np.ndarray:
+    """Return ``image`` as float32 ``[H, W]`` (``[..., H, W]`` with ``stack``).
+
+    Refuses non-numeric input, a wrong shape, NaN/inf pixels and values beyond
+    the float32 range, with a :class:`BayesemuInputError` saying what and where.
+    """
+    try:
+        raw = np.asarray(image, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BayesemuInputError(f"{where} is not a numeric array") from None
+    shape = tuple(shape)
+    if (raw.shape[-2:] != shape) if stack else (raw.shape != shape):
         raise BayesemuInputError(
-            f"{where} has shape {img.shape}; the model expects {tuple(shape)} pixels")
-    bad = ~np.isfinite(img)
+            f"{where} has shape {raw.shape}; the model expects {shape} pixels")
+    bad = ~np.isfinite(raw)
     if bad.any():
-        y, x = np.argwhere(bad)[0]
-        raise BayesemuInputError(f"{where} has {int(bad.sum())} NaN/inf pixel(s), first at (y={y}, x={x})")
-    return img
+        idx = np.argwhere(bad)[0]
+        raise BayesemuInputError(f"{where} has {int(bad.sum())} NaN/inf pixel(s), first at "
+                                 f"(y={idx[-2]}, x={idx[-1]})")
+    if raw.size and np.abs(raw).max() > np.finfo(np.float32).max:
+        raise BayesemuInputError(f"{where} has pixel values beyond the float32 range")
+    return raw.astype(np.float32)
 
 
 def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str = "blackjax",
