@@ -48,7 +48,7 @@ def _run(ctx: ValidationContext):
     from ..sbc_run import run_sbc
 
     s = ctx.settings.sbc
-    source = (f"{_simulator_label(ctx)}" if s.simulator == "galsim" else "emulator-drawn")
+    source = _simulator_label(ctx) if s.simulator == "galsim" else "emulator-drawn"
     with ctx.progress.step(f"SBC: {s.n_replicates} {source} observations, NUTS "
                            f"({s.num_chains} chains x {s.num_warmup}+{s.num_samples}) with the "
                            "emulator"):
