@@ -1,7 +1,8 @@
 """``bayesemu validate``: the orchestration of pixel, shear, SBC and latent validation.
 
 The end-to-end runs train a tiny PCA-GP (32x32 stamps, 128 images) and are
-marked slow; the fast tests check the pieces that need no trained model.
+marked slow; the fast tests check the pieces that need no trained model, and
+the pipeline of sections with a smaller PCA-GP (24x24 stamps, 96 images).
 """
 
 import json
@@ -12,10 +13,11 @@ import pytest
 from bayesemu import analytic_space
 from bayesemu.cli import main
 from bayesemu.errors import BayesemuInputError
-from bayesemu.validation.run import FIGURES, is_analytic
+from bayesemu.validation.run import FIGURES, true_simulator
 from bayesemu.validation.sbc_run import (QUICK_SBC, SBCRun, calibration_summary,
                                          emulate_observations, prior_draws, run_sbc,
                                          simulate_observations)
+from figure_checks import png_ink
 
 SPACE = analytic_space(scale_radius=(0.2, 0.5), g1=(-0.3, 0.3), g2=(-0.3, 0.3))
 
@@ -36,13 +38,19 @@ def test_prior_draws_cover_the_box_and_respect_reduced_shear():
 
 def test_observations_are_galsim_plus_seeded_noise():
     from bayesemu.data import draw_analytic_batch
+    from bayesemu.simulators import AnalyticSimulator, GaussianNoise
 
     theta = prior_draws(SPACE, 6, seed=0)
-    obs = simulate_observations(theta, space=SPACE, stamp=24, pixel_scale=0.2,
-                                noise_sigma=30.0, seed=1)
+    sim = AnalyticSimulator(SPACE, stamp=24, pixel_scale=0.2)
+    obs = simulate_observations(theta, simulator=sim, noise_sigma=30.0, seed=1)
     clean = draw_analytic_batch(theta, stamp=24, pixel_scale=0.2, space=SPACE)
     noise = obs - clean
     assert abs(noise.std() - 30.0) < 30.0 * 0.05  # 3456 pixels: sd of the sd ~1.2%
+    np.testing.assert_array_equal(obs, simulate_observations(
+        theta, simulator=sim, noise_sigma=30.0, seed=1))
+    # the SBC noise stream: row r from SeedSequence(seed, spawn_key=(1, r))
+    np.testing.assert_array_equal(obs, GaussianNoise(30.0).add(clean, 1, prefix=(1,)))
+    # the 0.1 keywords (benchmarks) still draw the analytic galaxy
     np.testing.assert_array_equal(obs, simulate_observations(
         theta, space=SPACE, stamp=24, pixel_scale=0.2, noise_sigma=30.0, seed=1))
 
@@ -68,18 +76,27 @@ def test_calibration_summary_of_exact_posteriors_is_calibrated():
         assert np.all(np.abs(np.array(frac) - np.array(cal.levels)) < 0.1), (name, frac)
 
 
-def test_is_analytic_needs_analytic_generator():
-    class DS:
-        attrs = {"generator": "cosmos"}
+def test_true_simulator_is_the_datasets_when_it_matches_the_model():
+    from bayesemu.data import from_arrays, simulate_analytic
+    from bayesemu.simulators import AnalyticSimulator
 
     class Emu:
-        space = analytic_space()
-        image_shape = (32, 32)
+        space = SPACE
+        image_shape = (16, 16)
+        pixel_scale = 0.2
 
-    ok, why = is_analytic(DS(), Emu())
-    assert not ok and "cosmos" in why
-    DS.attrs = {"generator": "analytic"}
-    assert is_analytic(DS(), Emu())[0]
+    data = simulate_analytic(n=3, seed=0, space=analytic_space(), stamp=16, progress=False)
+    sim, why = true_simulator(data, Emu())
+    assert isinstance(sim, AnalyticSimulator) and why == ""
+    # rebuilt on the model's box: it draws (and its exact model has) the inference prior's box
+    np.testing.assert_array_equal(sim.space.highs, SPACE.highs)
+    np.testing.assert_array_equal(sim.exact_model().space.highs, SPACE.highs)
+    Emu.image_shape = (24, 24)
+    sim, why = true_simulator(data, Emu())
+    assert sim is None and "16x16" in why and "24x24" in why
+    bare = from_arrays(data.load_images(), data.params, data.space, pixel_scale=0.2)
+    sim, why = true_simulator(bare, Emu())
+    assert sim is None and "no simulator" in why
 
 
 def test_cli_refuses_nonempty_output_and_bad_sbc(tmp_path, capsys):
@@ -118,8 +135,10 @@ def small_emu():
 def test_emulated_observations_share_the_galsim_noise(small_emu):
     emu = small_emu
     theta = prior_draws(SPACE, 5, seed=0)
-    galsim = simulate_observations(theta, space=SPACE, stamp=24, pixel_scale=emu.pixel_scale,
-                                   noise_sigma=30.0, seed=1)
+    from bayesemu.simulators import AnalyticSimulator
+
+    sim = AnalyticSimulator(SPACE, stamp=24, pixel_scale=emu.pixel_scale)
+    galsim = simulate_observations(theta, simulator=sim, noise_sigma=30.0, seed=1)
     from bayesemu.data import draw_analytic_batch
 
     noise = galsim - draw_analytic_batch(theta, stamp=24, pixel_scale=emu.pixel_scale,
@@ -154,6 +173,122 @@ def test_sbc_against_the_emulator_itself_is_calibrated(small_emu):
         assert 0.72 <= cal.coverage[name][2] <= 1.0, (name, cal.coverage)
     with pytest.raises(BayesemuInputError, match="simulator"):
         run_sbc(small_emu, noise_sigma=30.0, settings=settings._replace(simulator="jax"))
+    with pytest.raises(BayesemuInputError, match="needs the true simulator"):
+        run_sbc(small_emu, noise_sigma=30.0, settings=settings._replace(simulator="galsim"))
+
+
+# ------------------------------------------------- the pipeline of sections
+@pytest.fixture(scope="module")
+def small_test():
+    from bayesemu.data import simulate_analytic
+
+    return simulate_analytic(n=12, seed=6, space=SPACE, stamp=24, progress=False)
+
+
+TINY_SBC = QUICK_SBC._replace(n_replicates=4, n_draws=5, num_warmup=30, num_samples=20,
+                              batch_size=4)
+
+
+def _notes(metrics):
+    return " ".join(metrics.get("notes", []))
+
+
+def test_a_section_appended_to_the_pipeline_reports_its_metrics_and_figure(small_emu, small_test,
+                                                                            tmp_path):
+    from matplotlib.figure import Figure
+
+    from bayesemu.validation.pipeline import SectionResult
+    from bayesemu.validation.run import DEFAULT_SECTIONS, validate
+
+    seen = {}
+
+    def brightest_pixel(ctx):
+        """A new diagnostic: the brightest emulated pixel over the brightest true one."""
+        seen["artifacts"] = dict(ctx.artifacts)
+        ratio = float(ctx.data.emulated.max() / ctx.data.test_images.max())
+        fig = Figure(figsize=(3, 3))
+        fig.subplots().plot(ctx.data.test_images.max(axis=(1, 2)), "o")
+        fig.savefig(ctx.figure_path("brightest"))
+        return SectionResult(metrics={"brightest_ratio": ratio, "timing": {"brightest_s": 0.0}},
+                             figures=[ctx.figure("brightest", "Brightest pixels", "Close to 1.")],
+                             notes=["The brightest pixel was checked."])
+
+    out = tmp_path / "r"
+    m = validate(small_emu, small_test, out, sections=DEFAULT_SECTIONS + (brightest_pixel,),
+                 n_sbc=0, quick=True, progress=False)
+    emu_max = float(np.asarray(small_emu.predict(small_test.params)).max())
+    assert m["brightest_ratio"] == pytest.approx(emu_max / small_test.load_images().max(),
+                                                 rel=1e-5)
+    # merged with the other sections' timing, not replacing it
+    assert m["timing"]["brightest_s"] == 0.0 and m["timing"]["predict_images_per_s"] > 0
+    for key in ("mse", "r2", "shear", "moments", "emulator_uncertainty", "sbc", "timing"):
+        assert key in m, key
+    assert seen["artifacts"] == {}  # no SBC ran, so no SBC run to pass on
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["brightest_ratio"] == m["brightest_ratio"]
+    report = (out / "report.md").read_text()
+    assert "![Brightest pixels](brightest.png)" in report and "Close to 1." in report
+    assert "- The brightest pixel was checked." in report
+    # a pipeline of one section gives only its entries
+    m = validate(small_emu, small_test, tmp_path / "one", sections=(brightest_pixel,),
+                 n_sbc=0, progress=False)
+    assert "mse" not in m and "brightest_ratio" in m and m["model"] == "pca-gp"
+
+
+def test_validate_without_a_simulator_skips_sbc_or_uses_the_emulator(small_emu, small_test,
+                                                                     tmp_path):
+    """Arrays from elsewhere (no simulator): SBC against the truth is skipped with a note;
+    with the emulator as simulator it runs; the other sections do not care."""
+    from bayesemu.data import from_arrays
+    from bayesemu.validation.run import validate
+    from bayesemu.validation.sections import calibration, exact_comparison
+
+    bare = from_arrays(small_test.load_images(), small_test.params, small_test.space,
+                       pixel_scale=small_test.pixel_scale)
+    assert bare.simulator() is None
+    m = validate(small_emu, bare, tmp_path / "skip", quick=True, sbc_settings=TINY_SBC,
+                 progress=False)
+    assert m["sbc"] == {"n_replicates": 0, "skipped": "the test data name no simulator"}
+    assert "coverage" not in m and "posterior_comparison" not in m
+    assert "SBC skipped: the test data name no simulator" in _notes(m)
+    assert 0.9 < m["r2"]["median"] <= 1 and m["shear"]["n"] >= 10
+    assert not (tmp_path / "skip" / "sbc_ranks.png").exists()
+
+    out = tmp_path / "emulator"
+    m = validate(small_emu, bare, out, quick=True, progress=False,
+                 sections=(calibration, exact_comparison),
+                 sbc_settings=TINY_SBC._replace(simulator="emulator"))
+    assert m["sbc"]["n_replicates"] == 4 and m["sbc"]["simulator"] == "emulator"
+    assert set(m["coverage"]["empirical"]) == set(SPACE.names)
+    assert "posterior_comparison" not in m
+    assert "Exact-posterior comparison skipped: the test data name no simulator" in _notes(m)
+    with np.load(out / "sbc_replicates.npz") as raw:  # θ* of the inference prior, seeded
+        np.testing.assert_array_equal(raw["theta_true"], prior_draws(SPACE, 4, seed=0))
+    assert "observations drawn by the emulator itself" in (out / "report.md").read_text()
+
+
+def test_validate_draws_sbc_observations_with_the_datasets_simulator(small_emu, small_test,
+                                                                     tmp_path):
+    """The analytic test set names its simulator: SBC observations are its GalSim images."""
+    from bayesemu.validation.run import validate
+    from bayesemu.validation.sections import calibration
+
+    out = tmp_path / "r"
+    m = validate(small_emu, small_test, out, sections=(calibration,), sbc_settings=TINY_SBC,
+                 seed=3, progress=False)
+    assert m["sbc"]["n_replicates"] == 4 and m["sbc"]["simulator"] == "galsim"
+    # the same replicates as run_sbc with the analytic simulator and the same seed
+    sim = small_test.simulator()
+    run = run_sbc(small_emu, simulator=sim, noise_sigma=small_test.noise_sigma,
+                  settings=TINY_SBC, seed=3, progress=False)
+    with np.load(out / "sbc_replicates.npz") as raw:
+        np.testing.assert_array_equal(raw["theta_true"], run.theta_true)
+        np.testing.assert_array_equal(raw["draws"], run.draws)
+    from bayesemu.simulators import GaussianNoise
+
+    expected = GaussianNoise(small_test.noise_sigma).add(sim.draw(run.theta_true), 3, prefix=(1,))
+    np.testing.assert_array_equal(run.images, expected)
+    assert "observations drawn by the true simulator (analytic)" in (out / "report.md").read_text()
 
 
 # ------------------------------------------------------------------ end to end
@@ -178,7 +313,7 @@ def _check_report(out, metrics):
     figures = sorted(p.name for p in out.glob("*.png"))
     assert figures, "no figures written"
     for name in figures:
-        assert (out / name).stat().st_size > 1000, name
+        assert png_ink(out / name) > 0.01, name  # not blank
         assert f"]({name})" in report, f"report.md does not show {name}"
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["model"] == metrics["model"] == "pca-gp"
@@ -218,7 +353,7 @@ def test_validate_quick_end_to_end(tiny, tmp_path):
         assert np.all(np.diff(m["coverage"]["empirical"][name]) >= 0)
     assert 0 <= m["tarp"]["ks_pvalue"] <= 1
     # the raw replicates are saved (no pickle) and give back the coverage exactly
-    from bayesemu.validation.calibration import coverage
+    from bayesemu.validation.coverage import coverage
 
     with np.load(out / "sbc_replicates.npz", allow_pickle=False) as raw:
         assert list(raw["names"]) == list(SPACE.names)

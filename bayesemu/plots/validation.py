@@ -1,30 +1,34 @@
 """Figures of the validation report (compute nothing).
 
-Every function takes arrays already computed by :mod:`bayesemu.validation`
-and an output path, writes one PNG atomically and returns its path. Figures
-are drawn with matplotlib's object-oriented API on an Agg canvas (no pyplot
-state, no display needed); matplotlib is imported inside this module only.
+Every function takes arrays already computed by :mod:`bayesemu.validation`,
+writes one PNG atomically to ``path`` (unless it is None) and returns the
+matplotlib ``Figure`` (for tests and notebooks: its axes, labels and legends).
+Figures are drawn with matplotlib's object-oriented API on an Agg canvas (no
+pyplot state, no display needed); matplotlib is imported inside functions only.
 
 First order (report 4.1): :func:`plot_pixel_histograms`, :func:`plot_pixel_scatter`,
 :func:`plot_mse_distributions`, :func:`plot_example_images`.
 Higher order (4.2): :func:`plot_shear_scatter`, :func:`plot_shear_distributions`,
 :func:`plot_moment_residuals`.
-Calibration: :func:`plot_rank_histograms`, :func:`plot_ecdf_difference`,
-:func:`plot_coverage`, :func:`plot_tarp`, :func:`plot_posterior_comparison`.
+Calibration (:mod:`bayesemu.plots.calibration`, re-exported here):
+:func:`plot_rank_histograms`, :func:`plot_ecdf_difference`, :func:`plot_coverage`,
+:func:`plot_tarp`, :func:`plot_posterior_comparison`.
 Latents (Figs 7, 10, 13, 16): :func:`plot_latent_dependency`, :func:`plot_umap`.
 """
 
 from __future__ import annotations
 
-import io
-import math
 import os
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from ..files import atomic_write_bytes
+from ._base import EMU_COLOR, TEST_COLOR, TRAIN_COLOR, TRUE_COLOR, new_figure, save
+from .calibration import (plot_coverage, plot_ecdf_difference, plot_posterior_comparison,
+                          plot_rank_histograms, plot_tarp)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_pixel_histograms", "plot_pixel_scatter", "plot_mse_distributions",
@@ -33,42 +37,12 @@ __all__ = [
     "plot_tarp", "plot_posterior_comparison", "plot_latent_dependency", "plot_umap",
 ]
 
-TRUE_COLOR = "0.25"
-EMU_COLOR = "tab:orange"
-TRAIN_COLOR = "tab:blue"
-TEST_COLOR = "tab:red"
-
-
-def _figure(nrows=1, ncols=1, size=(5.0, 4.0), **kw):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    return fig, axes
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
-    ncols = min(n, max_cols)
-    return math.ceil(n / ncols), ncols
-
-
-def _names(names, p):
-    return list(names) if names is not None else [f"theta_{i}" for i in range(p)]
-
 
 # --------------------------------------------------------------------------- first order
 
 
-def plot_pixel_histograms(edges, counts_true, counts_emulated, path: str | os.PathLike,
-                          log: bool = True) -> Path:
+def plot_pixel_histograms(edges, counts_true, counts_emulated, path: str | os.PathLike | None,
+                          log: bool = True) -> "Figure":
     """Histograms of true and emulated pixel intensities.
 
     Parameters
@@ -77,12 +51,12 @@ def plot_pixel_histograms(edges, counts_true, counts_emulated, path: str | os.Pa
         Bin edges, counts per pixel.
     counts_true, counts_emulated : array_like [B]
         Pixel counts per bin (``PixelHistograms`` unpacks into these three).
-    path : path
-        Output PNG.
+    path : path or None
+        Output PNG (not written when None).
     log : bool
         Logarithmic count axis (pixel intensities span decades).
     """
-    fig, axes = _figure()
+    fig, axes = new_figure()
     ax = axes[0, 0]
     edges = np.asarray(edges)
     ax.stairs(counts_true, edges, label="true", color=TRUE_COLOR, lw=1.5)
@@ -92,12 +66,12 @@ def plot_pixel_histograms(edges, counts_true, counts_emulated, path: str | os.Pa
     ax.set_xlabel("pixel intensity [counts]")
     ax.set_ylabel("number of pixels")
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_pixel_scatter(x_true, y_emulated, path: str | os.PathLike) -> Path:
+def plot_pixel_scatter(x_true, y_emulated, path: str | os.PathLike | None) -> "Figure":
     """Emulated vs true pixel values (a subsample), with the identity line."""
-    fig, axes = _figure(size=(4.5, 4.5))
+    fig, axes = new_figure(size=(4.5, 4.5))
     ax = axes[0, 0]
     x, y = np.asarray(x_true), np.asarray(y_emulated)
     ax.scatter(x, y, s=2, alpha=0.3, color=EMU_COLOR, rasterized=True)
@@ -107,11 +81,11 @@ def plot_pixel_scatter(x_true, y_emulated, path: str | os.PathLike) -> Path:
     ax.set_ylabel("emulated pixel [counts]")
     ax.set_title(f"{x.size} pixels")
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_mse_distributions(mse_train, mse_test, path: str | os.PathLike,
-                           noise_var: float | None = None) -> Path:
+def plot_mse_distributions(mse_train, mse_test, path: str | os.PathLike | None,
+                           noise_var: float | None = None) -> "Figure":
     """Distributions of per-image MSE on the training and test sets.
 
     Parameters
@@ -121,7 +95,7 @@ def plot_mse_distributions(mse_train, mse_test, path: str | os.PathLike,
     noise_var : float, optional
         Pixel-noise variance σ², drawn as a vertical line.
     """
-    fig, axes = _figure()
+    fig, axes = new_figure()
     ax = axes[0, 0]
     sets = [(np.asarray(m), lab, c) for m, lab, c in
             ((mse_train, "train", TRAIN_COLOR), (mse_test, "test", TEST_COLOR)) if m is not None]
@@ -137,11 +111,11 @@ def plot_mse_distributions(mse_train, mse_test, path: str | os.PathLike,
     ax.set_xlabel("MSE per image [counts²]")
     ax.set_ylabel("density")
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_example_images(true, emulated, path: str | os.PathLike,
-                        labels: Sequence[str] | None = None) -> Path:
+def plot_example_images(true, emulated, path: str | os.PathLike | None,
+                        labels: Sequence[str] | None = None) -> "Figure":
     """Grid of example stamps: true (top), emulated (middle), emulated − true (bottom).
 
     Parameters
@@ -153,7 +127,7 @@ def plot_example_images(true, emulated, path: str | os.PathLike,
     """
     true, emulated = np.asarray(true), np.asarray(emulated)
     k = true.shape[0]
-    fig, axes = _figure(3, k, size=(2.0, 2.0))
+    fig, axes = new_figure(3, k, size=(2.0, 2.0))
     for j in range(k):
         vmax = float(true[j].max())
         vmin = float(min(true[j].min(), 0.0))
@@ -170,13 +144,13 @@ def plot_example_images(true, emulated, path: str | os.PathLike,
             ax.set_yticks([])
     for i, name in enumerate(("true", "emulated", "emulated − true")):
         axes[i, 0].set_ylabel(name)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # --------------------------------------------------------------------------- higher order
 
 
-def plot_shear_scatter(g_true, g_emu, bias: Mapping, path: str | os.PathLike) -> Path:
+def plot_shear_scatter(g_true, g_emu, bias: Mapping, path: str | os.PathLike | None) -> "Figure":
     """Emulated vs true HSM shear per component, with the fitted bias line.
 
     Parameters
@@ -187,7 +161,7 @@ def plot_shear_scatter(g_true, g_emu, bias: Mapping, path: str | os.PathLike) ->
         ``shear_bias`` output (m1, m1_err, c1, c1_err, m2, ...).
     """
     g_true, g_emu = np.asarray(g_true), np.asarray(g_emu)
-    fig, axes = _figure(1, 2, size=(4.5, 4.5))
+    fig, axes = new_figure(1, 2, size=(4.5, 4.5))
     for k in (0, 1):
         ax = axes[0, k]
         x, y = g_true[:, k], g_emu[:, k]
@@ -203,13 +177,13 @@ def plot_shear_scatter(g_true, g_emu, bias: Mapping, path: str | os.PathLike) ->
         ax.set_xlabel(f"g{k + 1} true (HSM)")
         ax.set_ylabel(f"g{k + 1} emulated (HSM)")
         ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_shear_distributions(g_true, g_emu, path: str | os.PathLike, bins: int = 30) -> Path:
+def plot_shear_distributions(g_true, g_emu, path: str | os.PathLike | None, bins: int = 30) -> "Figure":
     """Histograms of HSM shear components of true and emulated images."""
     g_true, g_emu = np.asarray(g_true), np.asarray(g_emu)
-    fig, axes = _figure(1, 2)
+    fig, axes = new_figure(1, 2)
     for k in (0, 1):
         ax = axes[0, k]
         both = np.concatenate([g_true[:, k], g_emu[:, k]])
@@ -222,11 +196,11 @@ def plot_shear_distributions(g_true, g_emu, path: str | os.PathLike, bins: int =
         ax.set_xlabel(f"g{k + 1} (HSM observed)")
         ax.set_ylabel("number of images")
         ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_moment_residuals(sigma_true, sigma_rel, rho4_true, rho4_resid,
-                          path: str | os.PathLike) -> Path:
+                          path: str | os.PathLike | None) -> "Figure":
     """HSM size and rho4 residuals against the true values.
 
     Parameters
@@ -238,7 +212,7 @@ def plot_moment_residuals(sigma_true, sigma_rel, rho4_true, rho4_resid,
     rho4_true, rho4_resid : array_like [N]
         rho4 of the true images and ``rho4_emu - rho4_true``.
     """
-    fig, axes = _figure(1, 2)
+    fig, axes = new_figure(1, 2)
     for ax, x, y, xl, yl in (
             (axes[0, 0], sigma_true, sigma_rel, "HSM σ true [arcsec]", "Δσ / σ"),
             (axes[0, 1], rho4_true, rho4_resid, "ρ4 true", "Δρ4")):
@@ -251,168 +225,15 @@ def plot_moment_residuals(sigma_true, sigma_rel, rho4_true, rho4_resid,
                          f"{np.percentile(y[ok], 84) - np.percentile(y[ok], 16):.2e}", fontsize=9)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
-    return _save(fig, path)
-
-
-# --------------------------------------------------------------------------- calibration
-
-
-def plot_rank_histograms(edges, counts, expected, lower, upper, path: str | os.PathLike,
-                         names: Sequence[str] | None = None, level: float = 0.99) -> Path:
-    """SBC rank histograms, one panel per parameter, with the binomial band.
-
-    Parameters
-    ----------
-    edges : array_like [B + 1]
-        Rank bin edges; ``counts`` [P, B]; ``expected``, ``lower``, ``upper`` [B]
-        (fields of ``RankHistogram``).
-    names : sequence of str, optional
-        Panel titles.
-    level : float
-        Probability of the band, for the legend.
-    """
-    counts = np.atleast_2d(np.asarray(counts))
-    p = counts.shape[0]
-    names = _names(names, p)
-    nrows, ncols = _grid(p)
-    fig, axes = _figure(nrows, ncols, size=(3.5, 3.0))
-    edges = np.asarray(edges)
-    for j in range(nrows * ncols):
-        ax = axes.flat[j]
-        if j >= p:
-            ax.set_visible(False)
-            continue
-        ax.stairs(upper, edges, baseline=lower, fill=True, color="0.85",
-                  label=f"{int(round(level * 100))}% band")
-        ax.stairs(expected, edges, color="0.5", lw=1)
-        ax.stairs(counts[j], edges, color=TRAIN_COLOR, lw=1.5)
-        ax.set_title(names[j])
-        ax.set_xlabel("rank")
-        ax.set_ylabel("replicates")
-    axes.flat[0].legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_ecdf_difference(z, diff, lower, upper, path: str | os.PathLike,
-                         names: Sequence[str] | None = None, level: float = 0.99) -> Path:
-    """ECDF of fractional ranks minus uniform (PIT ECDF difference), with its band.
-
-    Parameters
-    ----------
-    z : array_like [K]
-        Fractional ranks; ``diff`` [P, K]; ``lower``, ``upper`` [K] (fields of
-        ``ECDFDifference``).
-    """
-    diff = np.atleast_2d(np.asarray(diff))
-    p = diff.shape[0]
-    names = _names(names, p)
-    nrows, ncols = _grid(p)
-    fig, axes = _figure(nrows, ncols, size=(3.5, 3.0))
-    for j in range(nrows * ncols):
-        ax = axes.flat[j]
-        if j >= p:
-            ax.set_visible(False)
-            continue
-        ax.fill_between(z, lower, upper, step="post", color="0.85",
-                        label=f"{int(round(level * 100))}% simultaneous band")
-        ax.step(z, diff[j], where="post", color=TRAIN_COLOR, lw=1.5)
-        ax.axhline(0, color="0.5", lw=1)
-        ax.set_title(names[j])
-        ax.set_xlabel("fractional rank (PIT)")
-        ax.set_ylabel("ECDF − uniform")
-    axes.flat[0].legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_coverage(levels, empirical: Mapping[str, Sequence[float]], path: str | os.PathLike,
-                  band: tuple | None = None) -> Path:
-    """Empirical vs nominal coverage of central credible intervals.
-
-    Parameters
-    ----------
-    levels : array_like [K]
-        Nominal levels.
-    empirical : dict
-        ``{param: [fraction per level]}`` from ``coverage``.
-    band : (lower [K], upper [K]), optional
-        Binomial band of a calibrated posterior (``coverage_band``).
-    """
-    levels = np.asarray(levels, dtype=float)
-    fig, axes = _figure(size=(4.5, 4.5))
-    ax = axes[0, 0]
-    ax.plot([0, 1], [0, 1], color="k", lw=1, label="calibrated")
-    if band is not None:
-        ax.fill_between(levels, band[0], band[1], color="0.85", label="binomial band")
-    for name, frac in empirical.items():
-        ax.plot(levels, frac, marker="o", label=name)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("nominal credibility")
-    ax.set_ylabel("empirical coverage")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_tarp(alpha, ecp, path: str | os.PathLike, ecp_bootstrap=None) -> Path:
-    """TARP expected coverage probability vs credibility level.
-
-    Parameters
-    ----------
-    alpha, ecp : array_like [B]
-        From ``tarp_coverage``.
-    ecp_bootstrap : array_like [n_boot, B], optional
-        Bootstrap ECP curves on the same ``alpha``, shown as a 1σ band.
-    """
-    fig, axes = _figure(size=(4.5, 4.5))
-    ax = axes[0, 0]
-    ax.plot([0, 1], [0, 1], color="k", lw=1, ls="--", label="calibrated")
-    if ecp_bootstrap is not None:
-        eb = np.asarray(ecp_bootstrap)
-        mu, sd = eb.mean(axis=0), eb.std(axis=0)
-        ax.fill_between(alpha, mu - sd, mu + sd, color="0.85", label="bootstrap 1σ")
-    ax.plot(alpha, ecp, color=TRAIN_COLOR, lw=1.5, label="TARP")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("credibility level α")
-    ax.set_ylabel("expected coverage")
-    ax.legend()
-    return _save(fig, path)
-
-
-def plot_posterior_comparison(mean_shift_sigma, width_ratio, path: str | os.PathLike,
-                              names: Sequence[str] | None = None) -> Path:
-    """Emulator vs exact posteriors: mean shift [σ] and width ratio per parameter.
-
-    Parameters
-    ----------
-    mean_shift_sigma, width_ratio : array_like [R, P] or [P]
-        From ``posterior_comparison`` over ``R`` images.
-    """
-    shift = np.atleast_2d(np.asarray(mean_shift_sigma))
-    ratio = np.atleast_2d(np.asarray(width_ratio))
-    names = _names(names, shift.shape[1])
-    x = np.arange(shift.shape[1])
-    fig, axes = _figure(1, 2)
-    for ax, vals, ref, yl in ((axes[0, 0], shift, 0.0, "mean shift [posterior σ]"),
-                              (axes[0, 1], ratio, 1.0, "width ratio emulator / exact")):
-        ax.axhline(ref, color="k", lw=1)
-        for j in range(vals.shape[1]):
-            col = vals[:, j][np.isfinite(vals[:, j])]
-            ax.scatter(np.full(col.size, x[j]) + np.linspace(-0.15, 0.15, col.size), col, s=8,
-                       alpha=0.6, color=TRAIN_COLOR)
-            if col.size:
-                ax.plot([x[j] - 0.3, x[j] + 0.3], [np.median(col)] * 2, color=TEST_COLOR, lw=2)
-        ax.set_xticks(x, names, rotation=30)
-        ax.set_ylabel(yl)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # --------------------------------------------------------------------------- latents
 
 
 def plot_latent_dependency(latents_train, color_train, pairs: Sequence[tuple[int, int]],
-                           path: str | os.PathLike, latents_test=None, color_test=None,
-                           color_label: str = "parameter") -> Path:
+                           path: str | os.PathLike | None, latents_test=None, color_test=None,
+                           color_label: str = "parameter") -> "Figure":
     """Point-wise dependency plots: z_i vs z_j coloured by a parameter.
 
     One column per pair; top row training set, bottom row test set (if given).
@@ -435,7 +256,7 @@ def plot_latent_dependency(latents_train, color_train, pairs: Sequence[tuple[int
     allc = np.concatenate([c for _, _, c in rows])
     vmin, vmax = float(allc.min()), float(allc.max())
     pairs = list(pairs) or [(0, 0)]
-    fig, axes = _figure(len(rows), len(pairs), size=(3.0, 3.0), sharex="col", sharey="col")
+    fig, axes = new_figure(len(rows), len(pairs), size=(3.0, 3.0), sharex="col", sharey="col")
     sc = None
     for r, (label, z, c) in enumerate(rows):
         for k, (i, j) in enumerate(pairs):
@@ -446,11 +267,11 @@ def plot_latent_dependency(latents_train, color_train, pairs: Sequence[tuple[int
             ax.set_ylabel(f"z{j}")
             ax.set_title(label, fontsize=9)
     fig.colorbar(sc, ax=axes, label=color_label, shrink=0.8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_umap(embedding_train, color_train, path: str | os.PathLike, embedding_test=None,
-              color_test=None, color_label: str = "parameter") -> Path:
+def plot_umap(embedding_train, color_train, path: str | os.PathLike | None, embedding_test=None,
+              color_test=None, color_label: str = "parameter") -> "Figure":
     """UMAP of the latents coloured by a parameter, training and test sets.
 
     Parameters
@@ -463,7 +284,7 @@ def plot_umap(embedding_train, color_train, path: str | os.PathLike, embedding_t
     et, ct = np.asarray(embedding_train), np.asarray(color_train)
     allc = ct if color_test is None else np.concatenate([ct, np.asarray(color_test)])
     vmin, vmax = float(allc.min()), float(allc.max())
-    fig, axes = _figure(size=(5.0, 4.5))
+    fig, axes = new_figure(size=(5.0, 4.5))
     ax = axes[0, 0]
     sc = ax.scatter(et[:, 0], et[:, 1], c=ct, s=5, cmap="viridis", vmin=vmin, vmax=vmax,
                     label="train", rasterized=True)
@@ -475,4 +296,4 @@ def plot_umap(embedding_train, color_train, path: str | os.PathLike, embedding_t
     ax.set_xlabel("UMAP 1")
     ax.set_ylabel("UMAP 2")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

@@ -94,7 +94,7 @@ def assemble_metrics(model: str, n_test: int, *, pixel_summary: Mapping | None =
     sbc : dict, optional
         :func:`bayesemu.validation.calibration.sbc_metrics` output.
     coverage : dict, optional
-        ``{param: [fractions]}`` from :func:`bayesemu.validation.calibration.coverage`.
+        ``{param: [fractions]}`` from :func:`bayesemu.validation.coverage.coverage`.
     coverage_levels : sequence of float
         The levels of ``coverage``.
     timing : dict, optional
@@ -339,15 +339,16 @@ def reading_tarp(atc: float, max_abs_dev: float, ks_pvalue: float) -> str:
 
 
 def reading_posterior_comparison(mean_shift_sigma, width_ratio,
-                                 names: Sequence[str] | None = None) -> str:
-    """Reading of the emulator-vs-exact posterior comparison."""
+                                 names: Sequence[str] | None = None,
+                                 exact: str = "JAX-GalSim") -> str:
+    """Reading of the emulator-vs-exact posterior comparison (``exact``: the exact model's name)."""
     shift = np.atleast_2d(np.asarray(mean_shift_sigma, dtype=float))
     ratio = np.atleast_2d(np.asarray(width_ratio, dtype=float))
     names = list(names) if names is not None else [f"theta_{j}" for j in range(shift.shape[1])]
     cells = ", ".join(
         f"{n} {_fmt(np.nanmedian(np.abs(shift[:, j])))}σ / ×{_fmt(np.nanmedian(ratio[:, j]))}"
         for j, n in enumerate(names))
-    return (f"Against the exact JAX-GalSim posterior on the same {shift.shape[0]} images, the "
+    return (f"Against the exact {exact} posterior on the same {shift.shape[0]} images, the "
             f"emulator posterior has median |mean shift| / width ratio: {cells}. Shifts well "
             "below 1σ and ratios near 1 mean the emulator can stand in for the simulator; ratios "
             "above 1 show emulator uncertainty propagated into the posterior.")

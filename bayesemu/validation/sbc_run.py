@@ -1,10 +1,13 @@
-"""Simulation-based calibration against the true (GalSim) simulator.
+"""Simulation-based calibration against the true simulator.
 
 The loop of :func:`run_sbc`, for ``R`` replicates (Talts et al. 2018,
 arXiv:1804.06788; DESIGN.md "metrics.json")::
 
-    θ*_r ~ prior                      uniform on the emulator's parameter box, |g| < 1
-    x_r  = GalSim(θ*_r) + ε_r         ε_r ~ Normal(0, σ² I), the TRUE simulator
+    θ*_r ~ prior                      uniform on the emulator's parameter box (its
+                                      constraints, e.g. |g| < 1, included)
+    x_r  = simulator(θ*_r) + ε_r      ε_r ~ Normal(0, σ² I); the TRUE simulator (any
+                                      :class:`~bayesemu.simulators.Simulator`, e.g.
+                                      the analytic GalSim one)
     θ_r,s ~ p_emulator(θ | x_r)       NUTS (blackjax, vmapped over replicates)
     draws_r = thin(θ_r,s) to L draws  ESS ≈ L (validation.calibration.thin_replicates)
 
@@ -30,6 +33,7 @@ the coverage of central intervals and TARP, i.e. the ``"sbc"``,
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -38,12 +42,13 @@ import numpy as np
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
 from ..simulators.base import GaussianNoise, row_rng
-from .calibration import (DEFAULT_LEVELS, coverage, coverage_band, ecdf_difference,
-                          rank_histogram, sbc_metrics, sbc_ranks, tarp_coverage, thin_replicates)
+from .calibration import (ecdf_difference, rank_histogram, sbc_metrics, sbc_ranks,
+                          thin_replicates)
+from .coverage import DEFAULT_LEVELS, coverage, coverage_band, tarp_coverage
 
 __all__ = ["SBCSettings", "SBCRun", "CalibrationSummary", "QUICK_SBC", "FULL_SBC", "SIMULATORS",
-           "check_simulator", "prior_draws", "simulate_observations", "emulate_observations",
-           "posterior_chains", "run_sbc", "calibration_summary"]
+           "check_simulator", "simulator_mismatch", "prior_draws", "simulate_observations",
+           "emulate_observations", "posterior_chains", "run_sbc", "calibration_summary"]
 
 
 class SBCSettings(NamedTuple):
@@ -74,9 +79,9 @@ class SBCSettings(NamedTuple):
         NUTS warm-up scheme (:func:`bayesemu.infer`; default ``"laplace"``:
         window adaptation seeded at the mode with the Laplace metric).
     simulator : {"galsim", "emulator"}
-        Where the observations come from: the true analytic GalSim simulator
-        (default) or the emulator itself (self-consistency check, see the
-        module docstring).
+        Where the observations come from: the true simulator (default; the
+        simulator that drew the test data, e.g. the analytic GalSim one) or
+        the emulator itself (self-consistency check, see the module docstring).
     """
 
     n_replicates: int = 200
@@ -143,7 +148,7 @@ class CalibrationSummary(NamedTuple):
 
     ``sbc`` is the ``metrics.json`` ``"sbc"`` entry (plus settings),
     ``coverage`` is ``{param: [fraction per level]}``, ``tarp`` a
-    :class:`~bayesemu.validation.calibration.TarpResult`, ``histogram`` a
+    :class:`~bayesemu.validation.coverage.TarpResult`, ``histogram`` a
     ``RankHistogram``, ``ecdf`` an ``ECDFDifference``, ``band`` the binomial
     coverage band ``(lower, upper)``.
     """
@@ -175,19 +180,36 @@ def prior_draws(space: ParameterSpace, n: int, seed: int) -> np.ndarray:
     return space.uniform_draws(int(n), row_rng(int(seed), 0))
 
 
-def simulate_observations(theta, *, space: ParameterSpace, stamp: int, pixel_scale: float,
-                          noise_sigma: float, seed: int) -> np.ndarray:
-    """GalSim images of ``theta [R, P]`` plus Gaussian noise (the true simulator).
+def simulate_observations(theta, *, simulator=None, noise_sigma: float, seed: int,
+                          space: ParameterSpace | None = None, stamp: int | None = None,
+                          pixel_scale: float | None = None) -> np.ndarray:
+    """Images of ``theta [R, P]`` drawn by the true simulator plus Gaussian noise.
+
+    Parameters
+    ----------
+    theta : array_like [R, P]
+        Physical parameters (the simulator's ``space.names`` order).
+    simulator : Simulator
+        Draws the noiseless images (:meth:`~bayesemu.simulators.Simulator.draw`).
+    noise_sigma : float
+        Gaussian pixel noise, counts/pixel.
+    seed : int
+    space, stamp, pixel_scale : optional
+        Deprecated (bayesemu 0.1): without ``simulator``, the analytic GalSim
+        simulator ``AnalyticSimulator(space, stamp, pixel_scale)``.
 
     Returns
     -------
-    ndarray float32 [R, stamp, stamp], counts/pixel. The noise of row ``r``
-    depends only on ``seed`` and ``r``.
+    ndarray float32 [R, H, W], counts/pixel. The noise of row ``r`` depends
+    only on ``seed`` and ``r``.
     """
-    from ..data import draw_analytic_batch
+    if simulator is None:
+        if stamp is None or pixel_scale is None:
+            raise BayesemuInputError("simulate_observations needs a simulator")
+        from ..simulators import AnalyticSimulator
 
-    images = draw_analytic_batch(theta, stamp=stamp, pixel_scale=pixel_scale, space=space)
-    return _add_noise(images, noise_sigma, seed)
+        simulator = AnalyticSimulator(space, int(stamp), float(pixel_scale))
+    return _add_noise(simulator.draw(theta), noise_sigma, seed)
 
 
 def _add_noise(images, noise_sigma: float, seed: int) -> np.ndarray:
@@ -200,6 +222,24 @@ def check_simulator(simulator: str) -> None:
     if simulator not in SIMULATORS:
         raise BayesemuInputError(f"SBC simulator must be one of {list(SIMULATORS)}, "
                                  f"got {simulator!r}")
+
+
+def simulator_mismatch(simulator, emulator) -> str:
+    """Why ``simulator`` cannot be the true simulator of ``emulator`` ("" when it can).
+
+    It must draw the emulator's parameters (names and order), stamp shape and
+    pixel scale.
+    """
+    if tuple(simulator.space.names) != tuple(emulator.space.names):
+        return (f"the simulator {simulator.name!r} draws parameters {list(simulator.space.names)}, "
+                f"the model's are {list(emulator.space.names)}")
+    if tuple(simulator.image_shape) != tuple(emulator.image_shape):
+        (h, w), (eh, ew) = simulator.image_shape, emulator.image_shape
+        return f"the simulator {simulator.name!r} draws {h}x{w} stamps, the model emulates {eh}x{ew}"
+    if not math.isclose(float(simulator.pixel_scale), float(emulator.pixel_scale), rel_tol=1e-6):
+        return (f"the simulator {simulator.name!r} draws {simulator.pixel_scale:g} arcsec pixels, "
+                f"the model's are {emulator.pixel_scale:g} arcsec")
+    return ""
 
 
 def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
@@ -281,31 +321,36 @@ def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_
     return np.concatenate(chains), np.concatenate(divs).astype(np.int64)
 
 
-def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, seed: int = 0,
-            stamp: int | None = None, pixel_scale: float | None = None,
-            progress: bool = True) -> SBCRun:
-    """Simulation-based calibration of ``emulator`` against the analytic GalSim simulator.
+def run_sbc(emulator, *, simulator=None, noise_sigma: float, settings: SBCSettings = FULL_SBC,
+            seed: int = 0, progress: bool = True) -> SBCRun:
+    """Simulation-based calibration of ``emulator`` against its true simulator.
 
     Parameters
     ----------
     emulator : Emulator
-        Trained on analytic (GalSim) images; its space must be the analytic
-        parameters (flux, scale_radius, g1, g2, psf_fwhm). With
-        ``settings.simulator="emulator"`` any emulator (observations drawn
-        from the emulator itself).
+    simulator : Simulator, optional
+        The true simulator (draws the emulator's parameters, stamp and pixel
+        scale; e.g. ``true_simulator(test_dataset, emulator)``). Needed for
+        ``settings.simulator="galsim"``; unused with ``"emulator"``
+        (observations drawn from the emulator itself, any emulator).
     noise_sigma : float
         Gaussian pixel noise of the observations and of the likelihood,
         counts/pixel.
     settings : SBCSettings
     seed : int
-    stamp, pixel_scale : optional
-        Default: the emulator's image side and pixel scale.
+        θ* (the inference prior: uniform on the emulator's box), the noise
+        and NUTS.
     progress : bool
         Progress bar over replicates.
 
     Returns
     -------
     SBCRun
+
+    Raises
+    ------
+    BayesemuInputError
+        Bad settings, or ``simulator="galsim"`` without a (matching) simulator.
     """
     s = SBCSettings(*settings)
     if s.n_replicates < 2 or s.n_draws < 1:
@@ -315,17 +360,22 @@ def run_sbc(emulator, *, noise_sigma: float, settings: SBCSettings = FULL_SBC, s
     if s.n_draws > s.num_chains * s.num_samples:
         raise BayesemuInputError(f"SBC: {s.n_draws} thinned draws need at least as many MCMC "
                                  f"draws, got {s.num_chains} x {s.num_samples}")
+    if s.simulator == "galsim":
+        if simulator is None:
+            raise BayesemuInputError("SBC with simulator='galsim' needs the true simulator "
+                                     "(pass simulator=..., or use simulator='emulator')")
+        why = simulator_mismatch(simulator, emulator)
+        if why:
+            raise BayesemuInputError(f"SBC: {why}")
     space = emulator.space
-    stamp = int(stamp or emulator.image_shape[0])
-    pixel_scale = float(pixel_scale or emulator.pixel_scale)
     t0 = time.perf_counter()
     theta = prior_draws(space, s.n_replicates, seed)
     if s.simulator == "emulator":
         images = emulate_observations(emulator, theta, noise_sigma=noise_sigma, seed=seed,
                                       uncertainty=s.uncertainty)
     else:
-        images = simulate_observations(theta, space=space, stamp=stamp, pixel_scale=pixel_scale,
-                                       noise_sigma=noise_sigma, seed=seed)
+        images = simulate_observations(theta, simulator=simulator, noise_sigma=noise_sigma,
+                                       seed=seed)
     chains, ndiv = posterior_chains(emulator, images, noise_sigma, num_chains=s.num_chains,
                                     num_warmup=s.num_warmup, num_samples=s.num_samples,
                                     seed=seed, batch_size=s.batch_size,
