@@ -5,7 +5,7 @@ Steps (each printed with its wall time)::
     1. simulate   analytic GalSim training and test sets      DIR/data/{train,test}.zarr
     2. train      an emulator (PCA-GP, exact flux scaling)     DIR/model/
     3. observe    one GalSim galaxy at a known θ plus noise    DIR/observation.fits
-    4. infer      its posterior with NUTS (numpyro, 4 chains)  DIR/posterior.nc, DIR/corner.png
+    4. infer      its posterior with NUTS (blackjax, 4 chains) DIR/posterior.nc, DIR/corner.png
     5. validate   pixels, shear, SBC vs GalSim, latents        DIR/report.md, metrics.json, *.png
 
 ``quick=True`` shrinks everything (32x32 stamps, 128 training images, short
@@ -14,7 +14,6 @@ chains, 20 SBC replicates) so that the test suite can run it.
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 from pathlib import Path
@@ -87,19 +86,6 @@ class QuickstartResult(NamedTuple):
     step_seconds: dict
 
 
-def _write_fits(path: Path, image: np.ndarray, header: dict) -> None:
-    from astropy.io import fits
-
-    from .files import atomic_write_bytes
-
-    hdu = fits.PrimaryHDU(np.asarray(image, np.float32))
-    for k, v in header.items():
-        hdu.header[k] = v
-    buf = io.BytesIO()
-    hdu.writeto(buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _posterior_reading(idata, truth: dict, names, sigma: float, elapsed: float) -> str:
     post = idata.posterior
     cells, z = [], []
@@ -151,6 +137,7 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     from .data import draw_analytic, simulate_analytic
     from .registry import split_model_kind
     from .errors import ConvergenceWarning
+    from .files import write_fits, write_netcdf
     from .inference import infer
     from .params import analytic_space
     from .plots.corner import corner_plot
@@ -208,20 +195,18 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     image = image + np.float32(cfg.noise_sigma) * np.random.default_rng(
         np.random.SeedSequence(seed, spawn_key=(7,))).standard_normal(image.shape,
                                                                       dtype=np.float32)
-    _write_fits(paths["obs"], image, {"PIXSCALE": train.pixel_scale, "NOISESIG": cfg.noise_sigma,
+    write_fits(paths["obs"], image, {"PIXSCALE": train.pixel_scale, "NOISESIG": cfg.noise_sigma,
                                       **{f"TRUE{i}": float(v) for i, v in enumerate(theta)}})
     done("observe", t0, f"{paths['obs']} ({', '.join(f'{k}={v:g}' for k, v in truth.items())})")
 
-    t0 = step(4, "infer", f"NUTS posterior of the observed galaxy (numpyro, {cfg.num_chains} "
+    t0 = step(4, "infer", f"NUTS posterior of the observed galaxy (blackjax, {cfg.num_chains} "
                           f"chains x {cfg.num_warmup}+{cfg.num_samples})")
     with warnings.catch_warnings():
         if quick:
             warnings.simplefilter("ignore", ConvergenceWarning)
         idata = infer(emu, image, cfg.noise_sigma, backend="blackjax", num_chains=cfg.num_chains,
                       num_warmup=cfg.num_warmup, num_samples=cfg.num_samples, seed=seed)
-    tmp = paths["posterior"].with_name(f".{paths['posterior'].name}.tmp")
-    idata.to_netcdf(str(tmp))
-    tmp.replace(paths["posterior"])
+    write_netcdf(idata, paths["posterior"])
     corner_plot(idata, paths["corner"], truths=truth, title=f"{emu.kind}: one GalSim galaxy")
     done("infer", t0, f"{paths['posterior']}, {paths['corner']}")
     corner_item = (paths["corner"], "Posterior of one GalSim galaxy (corner plot)",

@@ -292,48 +292,26 @@ def test_thetas(n: int, seed: int = 1) -> np.ndarray:
     return theta.astype(np.float64)
 
 
-def _maf_on_generator(vae_emu, ds, s: Settings, seed: int = 0):
-    """vae-maf sharing the VAE of a trained ``vae_emu``: only the MAF is fitted.
+def _train_one(name: str, ds, s: Settings, seed: int = 0, generator=None):
+    """``bayesemu.train`` with the benchmark's sizes for each part of ``name``.
 
-    The same steps as :func:`bayesemu.train` after the generator (flux-
-    normalised targets, encoder means, unit-cube conditioner inputs), so both
-    VAE emulators decode through the same network and differ only in p(z|theta).
+    ``generator``: a fitted generator to reuse (a vae-maf on the VAE of the vae-gp,
+    so both VAE emulators decode through the same network and differ only in p(z|theta)).
     """
-    import jax
-
-    from bayesemu.conditioners import fit_maf
-    from bayesemu.emulator import Emulator
-
-    t0 = time.perf_counter()
-    images = np.asarray(ds.images[:], np.float32)
-    params = np.asarray(ds.params, np.float64)
-    space = ds.space
-    flux = params[:, space.index("flux")]
-    z = np.asarray(vae_emu.generator.encode(images / flux[:, None, None].astype(np.float32))[0])
-    cspace = vae_emu.conditioned_space
-    u = cspace.to_unit(params[:, [space.index(n) for n in cspace.names]]).astype(np.float32)
-    _, key_cond = jax.random.split(jax.random.key(seed))
-    cond = fit_maf(key_cond, u, z, progress=False, max_epochs=s.maf_epochs,
-                   batch_size=s.maf_batch)
-    meta = dict(vae_emu.metadata, train_s=round(time.perf_counter() - t0, 3),
-                generator_shared_with="vae-gp")
-    return Emulator(space=space, generator=vae_emu.generator, conditioner=cond,
-                    pixel_scale=vae_emu.pixel_scale, physics=vae_emu.physics, metadata=meta)
-
-
-def _train_one(name: str, ds, s: Settings, seed: int = 0):
     import bayesemu
-    from bayesemu.generators import VAEConfig
+    from bayesemu.registry import split_model_kind
 
-    kwargs: dict = dict(model=name, seed=seed, progress=False,
-                        gp_options={"steps": s.gp_steps, "n_hyper": s.gp_n_hyper})
-    if name.startswith("pca"):
-        kwargs["variance_threshold"] = s.pca_threshold
-    if name.startswith("vae"):
-        kwargs.update(epochs=s.vae_epochs, patience=s.vae_patience, vae_config=VAEConfig())
-    if name.endswith("maf"):
-        kwargs["maf_options"] = {"max_epochs": s.maf_epochs, "batch_size": s.maf_batch}
-    return bayesemu.train(ds, **kwargs)
+    gen, cond = split_model_kind(name)
+    gopts = {"pca": {"variance_threshold": s.pca_threshold},
+             "vae": {"epochs": s.vae_epochs, "patience": s.vae_patience}}.get(gen, {})
+    copts = {"gp": {"steps": s.gp_steps, "n_hyper": s.gp_n_hyper},
+             "maf": {"max_epochs": s.maf_epochs, "batch_size": s.maf_batch}}.get(cond, {})
+    emu = bayesemu.train(ds, name, seed=seed, progress=False, generator=generator,
+                         generator_options=None if generator is not None else gopts,
+                         conditioner_options=copts)
+    if generator is not None:
+        emu.metadata["generator_shared_with"] = "vae-gp"
+    return emu
 
 
 def benchmark_emulators(s: Settings, cache: str | os.PathLike | None = None,
@@ -362,10 +340,8 @@ def benchmark_emulators(s: Settings, cache: str | os.PathLike | None = None,
             log(f"[common] simulated {s.n_train} training images in "
                 f"{time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
-        if name == "vae-maf" and "vae-gp" in out:
-            emu = _maf_on_generator(out["vae-gp"], ds, s)
-        else:
-            emu = _train_one(name, ds, s)
+        shared = out["vae-gp"].generator if name == "vae-maf" and "vae-gp" in out else None
+        emu = _train_one(name, ds, s, generator=shared)
         log(f"[common] trained {name} (latent {emu.latent_dim}) in "
             f"{time.perf_counter() - t0:.1f} s")
         if path is not None:

@@ -23,7 +23,7 @@ def test_quickstart_rejects_bad_arguments(tmp_path):
     from bayesemu.quickstart import quickstart
 
     with pytest.raises(BayesemuInputError, match="unknown model"):
-        quickstart(tmp_path / "a", model="pca-maf")
+        quickstart(tmp_path / "a", model="pca-krig")
     with pytest.raises(BayesemuInputError, match="seed"):
         quickstart(tmp_path / "b", seed=-1)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

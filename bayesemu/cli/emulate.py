@@ -77,11 +77,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     import jax
-    from astropy.io import fits
-    from astropy.table import Table
 
     from ..emulator import load
-    from ..files import atomic_write_bytes
+    from ..files import write_fits
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -106,18 +104,9 @@ def run(args) -> int:
         with warnings.catch_warnings():  # already reported above
             warnings.simplefilter("ignore", ExtrapolationWarning)
             imgs = np.asarray(emu.predict(theta, allow_extrapolation=args.allow_extrapolation))
-    hdr = fits.Header()
-    hdr["PIXSCALE"] = (emu.pixel_scale, "arcsec / pixel")
-    hdr["BUNIT"] = "counts"
-    hdr["MODEL"] = emu.kind
-    hdr["NSAMPLE"] = (args.sample, "0: mean images")
-    table = Table(theta, names=emu.space.names)
-    hdul = fits.HDUList([fits.PrimaryHDU(imgs.astype(np.float32), header=hdr),
-                         fits.BinTableHDU(table, name="PARAMS")])
-    import io
-
-    buf = io.BytesIO()
-    hdul.writeto(buf)
-    atomic_write_bytes(out, buf.getvalue())
+    header = {"PIXSCALE": (emu.pixel_scale, "arcsec / pixel"), "BUNIT": "counts",
+              "MODEL": emu.kind, "NSAMPLE": (args.sample, "0: mean images")}
+    write_fits(out, imgs, header, {n: theta[:, j] for j, n in enumerate(emu.space.names)},
+               units={p.name: p.unit for p in emu.space})
     print(f"wrote {len(imgs)} images {emu.image_shape} -> {out}", file=sys.stdout)
     return 0

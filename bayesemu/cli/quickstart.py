@@ -18,8 +18,10 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (32x32 stamps, 128 training images, short chains)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--model", choices=("pca-gp", "vae-gp", "vae-maf"), default="pca-gp",
-                   help="emulator kind (default pca-gp)")
+    from ..registry import model_kinds
+
+    p.add_argument("--model", choices=model_kinds(), default="pca-gp", metavar="MODEL",
+                   help=f"emulator kind ({', '.join(model_kinds())}; default pca-gp)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty directory")
     p.add_argument("--no-progress", action="store_true", help="hide step lines and progress bars")
     p.set_defaults(func=run)
