@@ -260,6 +260,25 @@ def test_example_scene_config_runs(emu_dir, tmp_path):
     assert stats["objects_built"] == 50 and stats["emulator_calls"] <= 2
 
 
+def test_scene_benchmark_quick(emu):
+    """benchmarks/galsim_scene.py --quick, with the test model: complete and sane."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import galsim_scene
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    r = galsim_scene.run(quick=True, emulator=emu, log=lambda m: None)
+    assert r["n_galaxies"] == 64 and r["emulator"]["emulator_calls_per_scene"] == 1
+    for rate in (r["emulator"]["galaxies_per_s"], r["galsim"]["galaxies_per_s"]):
+        assert np.isfinite(rate) and rate > 0
+    assert r["ratio_vs_galsim"] == pytest.approx(
+        r["emulator"]["galaxies_per_s"] / r["galsim"]["galaxies_per_s"])
+    # the same galaxies: on pixel corners the scenes differ by the emulator's error only
+    # (this small model: ~0.3 sigma rms per stamp), at random positions by more
+    corners = r["difference_over_sigma_at_pixel_corners"]
+    assert corners["rms"] < 0.3 and corners["rms"] < r["difference_over_sigma"]["rms"]
+
+
 # ------------------------------------------------------------------ JAX-GalSim
 def test_jax_galsim_object_gradient_matches_finite_differences(emu):
     import jax
