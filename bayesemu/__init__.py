@@ -38,6 +38,7 @@ _LAZY = {
     "simulate_analytic": ("data", "simulate_analytic"),
     "load_dataset": ("data", "load_dataset"),
     "Dataset": ("data", "Dataset"),
+    "load_pretrained": ("pretrained", "load_pretrained"),
 }
 
 

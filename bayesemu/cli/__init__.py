@@ -18,7 +18,7 @@ from typing import NoReturn
 from ..errors import BayesemuError, BayesemuInputError, FileFormatError
 
 #: Command modules, in the order shown by ``bayesemu --help``.
-COMMANDS = ("simulate", "train", "emulate", "infer", "validate", "quickstart")
+COMMANDS = ("simulate", "train", "emulate", "infer", "validate", "quickstart", "pretrained")
 
 EXIT_BAD_INPUT = 2
 

@@ -376,3 +376,19 @@ class Emulator:
         from .persistence import save
 
         return save(self, path)
+
+    # ------------------------------------------ GalSim objects (bayesemu.galsim_objects)
+    def galsim_object(self, theta, rng=None, deconvolve_psf: bool = False, **kwargs):
+        """One emulated galaxy as a ``galsim.InterpolatedImage``; draw it with
+        ``method='no_pixel'`` at :attr:`pixel_scale`. See
+        :func:`bayesemu.galsim_objects.galsim_object`."""
+        from ..galsim_objects import galsim_object
+
+        return galsim_object(self, theta, rng, deconvolve_psf, **kwargs)
+
+    def galsim_objects(self, thetas, rng=None, deconvolve_psf: bool = False, **kwargs):
+        """A list of GalSim objects from one emulator call. See
+        :func:`bayesemu.galsim_objects.galsim_objects`."""
+        from ..galsim_objects import galsim_objects
+
+        return galsim_objects(self, thetas, rng, deconvolve_psf, **kwargs)
