@@ -1,18 +1,27 @@
 """bayesemu: fast, differentiable, calibrated emulators of galaxy images.
 
-The data flow, module by module::
+The house, room by room, in the order data flows through it::
 
+    registry          named registries of every swappable part (the CLI reads its choices here)
     params            ParameterSpace: names, units, bounds, unit-cube maps
-    data/             Latin hypercube, GalSim simulators, Zarr datasets, Dask
-    generators/       PCA and VAE: images <-> latent z
+    constraints       |g| < 1, positivity: constraint objects checked in one place
+    simulators/       Simulator protocol; "analytic" (GalSim and its JAX-GalSim twin)
+    data/             designs, simulate(simulator, ...) into Zarr stores, Dask, the Dataset
+    physics           physics modes "none" and "flux": conditioned parameters, exact scale
+    generators/       PCA and VAE: images <-> latent z (one module per concern)
     conditioners/     GP (tinygp) and conditional MAF (flowjax): p(z | theta)
-    emulator          the numpyro generative model, predict/sample/log_likelihood
-    inference/        NUTS (numpyro, blackjax), exact baselines, ArviZ
-    validation/       pixel metrics, HSM shear bias, SBC and coverage
+    training          train(dataset, generator=..., conditioner=...): any registered pair
+    emulator/         Emulator (core), likelihood algorithms, error model, persistence
+    inference/        NUTS backends (blackjax, numpyro), exact baselines, ArviZ output
+    validation/       sections: pixels, HSM shear, latents, SBC and coverage, exact posteriors
     plots/            figures (compute nothing)
-    cli/              the ``bayesemu`` command
+    galsim_objects    emulated galaxies as GalSim / JAX-GalSim objects; galsim_config: YAML type
+    pretrained/       small models shipped with the package, checksummed
+    cli/              the ``bayesemu`` command, one module per sub-command
 
-Heavy dependencies (GalSim, Dask, plotting) are imported only where needed.
+A new simulator, generator, conditioner, physics mode or backend is one new
+module that registers itself (:mod:`bayesemu.registry`). Heavy dependencies
+(JAX, GalSim, Dask, plotting) are imported only where needed.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ _LAZY = {
     "train": ("training", "train"),
     "infer": ("inference", "infer"),
     "infer_batch": ("inference", "infer_batch"),
+    "simulate": ("data", "simulate"),
     "simulate_analytic": ("data", "simulate_analytic"),
     "load_dataset": ("data", "load_dataset"),
     "Dataset": ("data", "Dataset"),
@@ -52,8 +62,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'bayesemu' has no attribute {name!r}")
 
 
-__all__ = [*_LAZY, 
-    "__version__", "BayesemuError", "BayesemuInputError", "ConvergenceWarning",
+__all__ = [
+    *_LAZY, "__version__", "BayesemuError", "BayesemuInputError", "ConvergenceWarning",
     "ExtrapolationWarning", "FileFormatError", "ParameterError", "Parameter",
     "ParameterSpace", "analytic_space",
 ]

@@ -14,6 +14,7 @@ chains, 20 SBC replicates) so that the test suite can run it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -103,6 +104,74 @@ def _posterior_reading(idata, truth: dict, names, sigma: float, elapsed: float) 
             + " The lines mark the true parameters.")
 
 
+class _Steps:
+    """Numbered step lines on stderr with wall times: ``[quickstart] 2/5 training ...``."""
+
+    def __init__(self, progress: bool, total: int = 5):
+        self.progress, self.total, self.times = progress, total, {}
+        self.t_all = time.perf_counter()
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(f"[quickstart] {text}", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def step(self, i: int, name: str, text: str):
+        """Time the block as step ``name``; the block may set ``result["done"]`` (a line)."""
+        self.say(f"{i}/{self.total} {text} ...")
+        t0, result = time.perf_counter(), {}
+        yield result
+        self.times[name] = round(time.perf_counter() - t0, 2)
+        extra = result.get("done", "")
+        self.say(f"    {name} done in {self.times[name]:.1f} s{': ' + extra if extra else ''}")
+
+    def finish(self) -> dict:
+        self.times["total"] = round(time.perf_counter() - self.t_all, 2)
+        return self.times
+
+
+def _prepare_output(out_dir, overwrite: bool) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BayesemuInputError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise BayesemuInputError(f"{out} exists and is not empty; pass --overwrite to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _observe(simulator, cfg: QuickstartConfig, seed: int, path: Path):
+    """One noisy GalSim observation of :data:`TRUE_THETA`, written to ``path``."""
+    from .files import write_fits
+    from .simulators import GaussianNoise
+
+    truth = dict(TRUE_THETA)
+    theta = np.array([truth[n] for n in simulator.space.names])
+    image = GaussianNoise(cfg.noise_sigma).add(simulator.draw(theta[None]), seed, rows=[7])[0]
+    write_fits(path, image, {"PIXSCALE": simulator.pixel_scale, "NOISESIG": cfg.noise_sigma,
+                             **{f"TRUE{i}": float(v) for i, v in enumerate(theta)}})
+    return truth, image
+
+
+def _infer(emu, image, truth, cfg: QuickstartConfig, seed: int, quick: bool, paths: dict):
+    """NUTS posterior of the observation: NetCDF, corner plot; returns the InferenceData."""
+    import warnings
+
+    from .errors import ConvergenceWarning
+    from .files import write_netcdf
+    from .inference import infer
+    from .plots.corner import corner_plot
+
+    with warnings.catch_warnings():
+        if quick:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        idata = infer(emu, image, cfg.noise_sigma, backend="blackjax", num_chains=cfg.num_chains,
+                      num_warmup=cfg.num_warmup, num_samples=cfg.num_samples, seed=seed)
+    write_netcdf(idata, paths["posterior"])
+    corner_plot(idata, paths["corner"], truths=truth, title=f"{emu.kind}: one GalSim galaxy")
+    return idata
+
+
 def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca-gp",
                progress: bool = True, overwrite: bool = False,
                config: QuickstartConfig | None = None) -> QuickstartResult:
@@ -117,8 +186,9 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     seed : int
         Seeds the datasets (train: ``seed``, test: ``seed + 1``), training,
         the observation noise, NUTS and validation.
-    model : {"pca-gp", "vae-gp", "vae-maf"}
-        Emulator kind (trained with exact flux scaling).
+    model : str
+        Emulator kind ``GENERATOR-CONDITIONER`` (``pca-gp``, ``vae-gp``,
+        ``vae-maf``, ...), trained with exact flux scaling.
     progress : bool
         Print each step and show progress bars (stderr); the final summary
         goes to stdout either way.
@@ -131,103 +201,56 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     -------
     QuickstartResult
     """
-    import warnings
-
     from . import training
-    from .data import draw_analytic, simulate_analytic
+    from .data import simulate
     from .registry import split_model_kind
-    from .errors import ConvergenceWarning
-    from .files import write_fits, write_netcdf
-    from .inference import infer
-    from .params import analytic_space
-    from .plots.corner import corner_plot
+    from .simulators import AnalyticSimulator
     from .validation.run import validate
 
     split_model_kind(model)  # refuses unknown kinds, listing the registered parts
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayesemuInputError(f"seed must be an integer >= 0, got {seed!r}")
     cfg = config or (QUICK if quick else DEFAULT)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BayesemuInputError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise BayesemuInputError(f"{out} exists and is not empty; pass --overwrite to write into it")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _prepare_output(out_dir, overwrite)
     paths = {"train": out / "data" / "train.zarr", "test": out / "data" / "test.zarr",
              "model": out / "model", "obs": out / "observation.fits",
              "posterior": out / "posterior.nc", "corner": out / "corner.png"}
-    times: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def say(text):
-        if progress:
-            print(f"[quickstart] {text}", file=sys.stderr, flush=True)
-
-    def step(i, name, text):
-        say(f"{i}/5 {text} ...")
-        return time.perf_counter()
-
-    def done(name, t0, text=""):
-        times[name] = round(time.perf_counter() - t0, 2)
-        say(f"    {name} done in {times[name]:.1f} s{': ' + text if text else ''}")
-
-    space = analytic_space()
-    t0 = step(1, "simulate", f"simulating {cfg.n_train} training + {cfg.n_test} test analytic "
-                             f"galaxies ({cfg.stamp}x{cfg.stamp} stamps, GalSim)")
-    train = simulate_analytic(cfg.n_train, seed, stamp=cfg.stamp, noise_sigma=cfg.noise_sigma,
-                              out=paths["train"], overwrite=overwrite, progress=progress)
-    test = simulate_analytic(cfg.n_test, seed + 1, stamp=cfg.stamp, noise_sigma=cfg.noise_sigma,
-                             out=paths["test"], overwrite=overwrite, progress=progress)
-    done("simulate", t0, f"{paths['train']}, {paths['test']}")
-
-    t0 = step(2, "train", f"training {model} (flux physics) on {len(train)} images")
-    emu = training.train(train, model, physics="flux", seed=seed, progress=progress,
-                         gp_options={"steps": cfg.gp_steps, "n_var": cfg.gp_n_var},
-                         variance_threshold=cfg.variance_threshold,
-                         epochs=20 if quick else 200)
-    emu.save(paths["model"])
-    done("train", t0, f"latent dim {emu.latent_dim} -> {paths['model']}")
-
-    t0 = step(3, "observe", "drawing one GalSim galaxy at a known θ plus noise")
-    truth = dict(TRUE_THETA)
-    theta = np.array([truth[n] for n in space.names])
-    image = draw_analytic(theta, stamp=cfg.stamp, pixel_scale=train.pixel_scale, space=space)
-    image = image + np.float32(cfg.noise_sigma) * np.random.default_rng(
-        np.random.SeedSequence(seed, spawn_key=(7,))).standard_normal(image.shape,
-                                                                      dtype=np.float32)
-    write_fits(paths["obs"], image, {"PIXSCALE": train.pixel_scale, "NOISESIG": cfg.noise_sigma,
-                                      **{f"TRUE{i}": float(v) for i, v in enumerate(theta)}})
-    done("observe", t0, f"{paths['obs']} ({', '.join(f'{k}={v:g}' for k, v in truth.items())})")
-
-    t0 = step(4, "infer", f"NUTS posterior of the observed galaxy (blackjax, {cfg.num_chains} "
-                          f"chains x {cfg.num_warmup}+{cfg.num_samples})")
-    with warnings.catch_warnings():
-        if quick:
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        idata = infer(emu, image, cfg.noise_sigma, backend="blackjax", num_chains=cfg.num_chains,
-                      num_warmup=cfg.num_warmup, num_samples=cfg.num_samples, seed=seed)
-    write_netcdf(idata, paths["posterior"])
-    corner_plot(idata, paths["corner"], truths=truth, title=f"{emu.kind}: one GalSim galaxy")
-    done("infer", t0, f"{paths['posterior']}, {paths['corner']}")
+    steps = _Steps(progress)
+    sim = AnalyticSimulator(stamp=cfg.stamp, noise_sigma=cfg.noise_sigma)
+    with steps.step(1, "simulate", f"simulating {cfg.n_train} training + {cfg.n_test} test "
+                                   f"analytic galaxies ({cfg.stamp}x{cfg.stamp} stamps, GalSim)") as r:
+        train = simulate(sim, cfg.n_train, seed, out=paths["train"], overwrite=overwrite,
+                         progress=progress)
+        test = simulate(sim, cfg.n_test, seed + 1, out=paths["test"], overwrite=overwrite,
+                        progress=progress)
+        r["done"] = f"{paths['train']}, {paths['test']}"
+    with steps.step(2, "train", f"training {model} (flux physics) on {len(train)} images") as r:
+        emu = training.train(train, model, physics="flux", seed=seed, progress=progress,
+                             gp_options={"steps": cfg.gp_steps, "n_var": cfg.gp_n_var},
+                             variance_threshold=cfg.variance_threshold,
+                             epochs=20 if quick else 200)
+        emu.save(paths["model"])
+        r["done"] = f"latent dim {emu.latent_dim} -> {paths['model']}"
+    with steps.step(3, "observe", "drawing one GalSim galaxy at a known θ plus noise") as r:
+        truth, image = _observe(sim, cfg, seed, paths["obs"])
+        r["done"] = f"{paths['obs']} ({', '.join(f'{k}={v:g}' for k, v in truth.items())})"
+    with steps.step(4, "infer", f"NUTS posterior of the observed galaxy (blackjax, "
+                                f"{cfg.num_chains} chains x {cfg.num_warmup}+{cfg.num_samples})"):
+        idata = _infer(emu, image, truth, cfg, seed, quick, paths)
     corner_item = (paths["corner"], "Posterior of one GalSim galaxy (corner plot)",
-                   _posterior_reading(idata, truth, space.names, cfg.noise_sigma,
-                                      times["infer"]))
-
-    t0 = step(5, "validate", f"validating against {len(test)} test images and "
-                             f"{cfg.n_sbc} SBC replicates")
-    metrics = validate(emu, test, out, train_dataset=train, quick=cfg.quick_validate,
-                       n_sbc=cfg.n_sbc, noise_sigma=cfg.noise_sigma, seed=seed,
-                       n_compare=cfg.n_compare, umap=cfg.umap, sbc_settings=cfg.sbc,
-                       extra_figures=[corner_item],
-                       progress=progress)
-    done("validate", t0, f"{out / 'report.md'}")
-    times["total"] = round(time.perf_counter() - t_all, 2)
-
+                   _posterior_reading(idata, truth, sim.space.names, cfg.noise_sigma,
+                                      steps.times["infer"]))
+    with steps.step(5, "validate", f"validating against {len(test)} test images and "
+                                   f"{cfg.n_sbc} SBC replicates"):
+        metrics = validate(emu, test, out, train_dataset=train, quick=cfg.quick_validate,
+                           n_sbc=cfg.n_sbc, noise_sigma=cfg.noise_sigma, seed=seed,
+                           n_compare=cfg.n_compare, umap=cfg.umap, sbc_settings=cfg.sbc,
+                           extra_figures=[corner_item], progress=progress)
     result = QuickstartResult(
         out_dir=out, report=out / "report.md", metrics_json=out / "metrics.json",
         posterior=paths["posterior"], corner=paths["corner"], observation=paths["obs"],
         model_dir=paths["model"], train_data=paths["train"], test_data=paths["test"],
-        metrics=metrics, step_seconds=times)
+        metrics=metrics, step_seconds=steps.finish())
     _print_summary(result)
     return result
 
