@@ -54,7 +54,7 @@ def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress,
     pred = np.asarray(emu.predict(theta))
     # throughput: batch of up to 1000, warm, median of 5
     batch = np.asarray(theta[: min(1000, len(theta))], np.float32)
-    fn = emu._jit_mean
+    fn = jax.jit(emu.mean_image)
     jax.block_until_ready(fn(batch))
     times = []
     for _ in range(5):
