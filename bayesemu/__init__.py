@@ -32,8 +32,10 @@ from .errors import (  # noqa: E402
     BayesemuError,
     BayesemuInputError,
     ConvergenceWarning,
+    EmulatorPrecisionWarning,
     ExtrapolationWarning,
     FileFormatError,
+    ModelMisfitWarning,
     ParameterError,
 )
 from .params import Parameter, ParameterSpace, analytic_space  # noqa: E402
@@ -64,6 +66,7 @@ def __getattr__(name):
 
 __all__ = [
     *_LAZY, "__version__", "BayesemuError", "BayesemuInputError", "ConvergenceWarning",
-    "ExtrapolationWarning", "FileFormatError", "ParameterError", "Parameter",
+    "ExtrapolationWarning", "FileFormatError", "ParameterError", "EmulatorPrecisionWarning",
+    "ModelMisfitWarning", "Parameter",
     "ParameterSpace", "analytic_space",
 ]

@@ -38,3 +38,13 @@ class ExtrapolationWarning(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """MCMC diagnostics (R-hat, ESS, divergences) indicate a problem."""
+
+
+class EmulatorPrecisionWarning(UserWarning):
+    """The pixel noise is below the emulator's own error: the posterior is dominated by
+    the emulator's uncertainty (calibrated, but wider than an exact model's would be)."""
+
+
+class ModelMisfitWarning(UserWarning):
+    """A posterior predictive check finds the observation unlikely under the fitted model
+    (residual chi-square far above its expected distribution)."""

@@ -12,6 +12,7 @@ against its ``fit`` signature. See :func:`train`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -121,6 +122,7 @@ def fit_parts(rng_key, images: np.ndarray, params: np.ndarray, space, *, generat
 def train(dataset, model: str | None = None, *, generator: Any = None,
           conditioner: str | None = None, generator_options: dict | None = None,
           conditioner_options: dict | None = None, physics: str = "flux", seed: int = 0,
+          error_model: bool = True, error_model_options: dict | None = None,
           progress: bool = True, latent_dim: int | None = None,
           variance_threshold: float | None = None, epochs: int | None = None,
           patience: int | None = None, val_fraction: float | None = None, vae_config: Any = None,
@@ -156,6 +158,17 @@ def train(dataset, model: str | None = None, *, generator: Any = None,
         images); ``"none"`` is the report's black-box map.
     seed : int
         Seeds every random choice (VAE init and batches, GP subsets, MAF).
+    error_model : bool
+        Learn the emulator's own error on held-out images (default): a
+        calibration of the latent spread and a residual covariance that
+        :meth:`~bayesemu.emulator.Emulator.log_likelihood` adds to the pixel
+        noise, so that posteriors stay calibrated at low noise
+        (:mod:`bayesemu.emulator.error_model`). ``error_model_options``:
+        ``holdout`` (fraction of the images kept out of the generator's and the
+        conditioner's fits, default 0.1), ``min_holdout`` (16),
+        ``variance_fraction`` (0.95), ``max_rank`` (16), ``calibrate_latents``
+        (True), ``bandwidth`` (None: automatic). False: every image trains the
+        generator and the conditioner, and the model has no error model.
     progress : bool
         Show progress bars and live losses.
     latent_dim, variance_threshold, epochs, patience, val_fraction, vae_config, gp_options, \
@@ -192,17 +205,32 @@ maf_options, checkpoint_dir, checkpoint_every, resume
         checked = _check_options(c_options(name), legacy, f"{name}_options")
         if name == cond_name:
             copts = {**checked, **copts}
+    from .emulator.error_model import ERROR_MODEL_OPTIONS, fit_error_model, holdout_split
+
+    eopts = {**ERROR_MODEL_OPTIONS, **_check_options(tuple(ERROR_MODEL_OPTIONS),
+                                                     error_model_options, "error_model_options")}
     images, params = _as_arrays(dataset)
     if len(images) < 8:
         raise BayesemuInputError(f"need at least 8 training images, got {len(images)}")
+    fit_rows = hold = np.arange(len(images))
+    if error_model:
+        fit_rows, hold = holdout_split(len(images), eopts["holdout"], eopts["min_holdout"], seed)
     t0 = time.perf_counter()
-    gen, cond, info = fit_parts(jax.random.key(seed), images, params, dataset.space,
-                                generator=gen_name, conditioner=cond_name, physics=physics,
-                                generator_options=gopts, conditioner_options=copts,
-                                fitted_generator=fitted, progress=progress)
-    metadata = _metadata(dataset, len(images), seed, time.perf_counter() - t0, info)
-    return Emulator(space=dataset.space, generator=gen, conditioner=cond,
-                    pixel_scale=float(dataset.pixel_scale), physics=physics, metadata=metadata)
+    gen, cond, info = fit_parts(jax.random.key(seed), images[fit_rows], params[fit_rows],
+                                dataset.space, generator=gen_name, conditioner=cond_name,
+                                physics=physics, generator_options=gopts,
+                                conditioner_options=copts, fitted_generator=fitted,
+                                progress=progress)
+    emu = Emulator(space=dataset.space, generator=gen, conditioner=cond,
+                   pixel_scale=float(dataset.pixel_scale), physics=physics)
+    if error_model:
+        em = fit_error_model(emu, images[hold], params[hold],
+                             **{k: v for k, v in eopts.items() if k not in ("holdout",
+                                                                            "min_holdout")})
+        emu = dataclasses.replace(emu, error_model=em)
+        info["error_model"] = em.info
+    metadata = _metadata(dataset, len(fit_rows), seed, time.perf_counter() - t0, info)
+    return dataclasses.replace(emu, metadata=metadata)
 
 
 def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> dict:
@@ -217,7 +245,7 @@ def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> d
         "train_s": round(train_s, 3),
         "generator_train_s": round(info["generator_train_s"], 3),
         "noise_sigma": float(getattr(dataset, "noise_sigma", 30.0)),
-        "fit": {k: info[k] for k in ("generator", "conditioner") if k in info},
+        "fit": {k: info[k] for k in ("generator", "conditioner", "error_model") if k in info},
     }
     best = info.get("generator", {}).get("best_epoch")
     if best is not None:

@@ -29,15 +29,25 @@ def pca_gp(data):
                           gp_options={"steps": 150})
 
 
-def _dense_loglik(emu, theta, image, sigma):
-    """Reference: x ~ N(s*(mean + B^T m), sigma^2 I + s^2 B^T diag(v) B), dense."""
+def _dense_loglik(emu, theta, image, sigma, error_model=True):
+    """Reference: x ~ N(s (mean + B^T m), sigma^2 I + s^2 B^T diag(c^2 v) B
+    + s^2 (U^T diag(v_err) U + w I)), dense (c: the latent calibration, U, v_err, w: the
+    error model's residual covariance)."""
     u, s = emu.split(jnp.asarray(theta, jnp.float32))
     m, v = emu.conditioner.mean_and_var(u, include_noise=True)
     mean, basis = emu.generator.linear_decoder()
     mean, basis = np.asarray(mean, np.float64).ravel(), np.asarray(basis, np.float64)
     s = float(s)
     mu = s * (mean + np.asarray(m, np.float64) @ basis)
-    cov = sigma**2 * np.eye(mu.size) + s**2 * basis.T @ np.diag(np.asarray(v, np.float64)) @ basis
+    v = np.asarray(v, np.float64)
+    em = emu.error_model
+    if em is not None:
+        v = v * np.asarray(em.latent_factor, np.float64) ** 2
+    cov = sigma**2 * np.eye(mu.size) + s**2 * basis.T @ np.diag(v) @ basis
+    if em is not None and error_model:
+        ve, w = (np.asarray(a, np.float64) for a in em.variances(u))
+        U = np.asarray(em.basis, np.float64)
+        cov += s**2 * (U.T @ np.diag(ve) @ U + w * np.eye(mu.size))
     from scipy.stats import multivariate_normal
 
     return multivariate_normal(mu, cov).logpdf(np.asarray(image, np.float64).ravel())
@@ -65,16 +75,19 @@ def test_flux_scaling_is_exact(pca_gp):
 
 
 @pytest.mark.parametrize("sigma", [30.0, 3.0])
-def test_marginal_loglik_matches_dense_gaussian(data, pca_gp, sigma):
-    """The O(nL) projected marginal equals the dense n x n Gaussian (float64 scipy),
-    also at low noise where a bright galaxy's residual is far above sigma."""
+@pytest.mark.parametrize("error_model", [True, False])
+def test_marginal_loglik_matches_dense_gaussian(data, pca_gp, sigma, error_model):
+    """The O(L + K) projected marginal equals the dense n x n Gaussian (float64 scipy),
+    with and without the error model's residual covariance, also at low noise where a
+    bright galaxy's residual is far above sigma."""
     _, test = data
+    assert pca_gp.error_model is not None and pca_gp.error_model.rank >= 1
     rng = np.random.default_rng(3)
     for i in range(3):
         theta = test.params[i]
         image = test.images[i] + sigma * rng.standard_normal(test.images[i].shape)
-        got = float(pca_gp.log_likelihood(theta, image, sigma))
-        want = _dense_loglik(pca_gp, theta, image, sigma)
+        got = float(pca_gp.log_likelihood(theta, image, sigma, error_model=error_model))
+        want = _dense_loglik(pca_gp, theta, image, sigma, error_model)
         assert abs(got - want) < 1e-4 * abs(want) + 0.05, (sigma, got, want)
 
 
@@ -233,9 +246,8 @@ def test_non_centred_latents_reproduce_the_conditioner(data, pca_gp):
     params["eps"] = eps
     values = ld.constrain(params, image, 30.0)
     theta = jnp.stack([values[n] for n in pca_gp.space.names])
-    u, _ = pca_gp.split(theta)
-    m, var = pca_gp.conditioner.mean_and_var(u, include_noise=True)
-    np.testing.assert_allclose(values["z"], m + jnp.sqrt(var) * eps, rtol=1e-5,
+    m, S = pca_gp.mean_and_scale(theta)     # the GP's, with the error model's calibration
+    np.testing.assert_allclose(values["z"], m + S.factor * eps, rtol=1e-5,
                                atol=1e-5 * float(jnp.abs(m).max()))
     # the potential changes with eps exactly as -log N(eps) - log-likelihood(z(eps))
     p0 = dict(params, eps=jnp.zeros_like(eps))
@@ -287,9 +299,9 @@ def test_frozen_uncertainty_matches_pointwise_where_anchored(data, pca_gp):
         fr = emu.frozen_uncertainty(theta0)
         if emu is pca_gp:  # the GP's diagonal latent scale
             assert fr.latent.diagonal and fr.latent.factor.shape == (emu.latent_dim,)
-        else:  # J S [n, L] with its Gram matrix diagonalised
-            assert fr.image_factor.shape == (image.size, emu.latent_dim)
-            assert fr.gram_values.shape == (emu.latent_dim,)
+        else:  # [J S, U^T sqrt(v)] [n, L + K] with its Gram matrix diagonalised
+            r = emu.latent_dim + emu.error_model.rank
+            assert fr.image_factor.shape == (image.size, r) and fr.gram_values.shape == (r,)
         a = float(emu.log_likelihood(theta0, image, 10.0, frozen=fr))
         b = float(emu.log_likelihood(theta0, image, 10.0))
         assert abs(a - b) < 1e-5 * abs(b) + 1e-2, (a, b)
@@ -319,9 +331,8 @@ def test_latent_zscores_of_the_conditioners_own_draws_are_standard(data, pca_gp)
     _, test = data
     params = np.asarray(test.params, np.float64)
     u, _ = pca_gp.split(jnp.asarray(params, jnp.float32))
-    keys = jax.random.split(jax.random.key(5), len(params))
-    draws = np.stack([np.asarray(pca_gp.conditioner.sample(k, u[i], 1)[0])
-                      for i, k in enumerate(keys)])
+    eps = jax.random.normal(jax.random.key(5), (len(params), pca_gp.latent_dim))
+    draws = np.asarray(jax.vmap(pca_gp.latent_transform)(eps, jnp.asarray(params, jnp.float32)))
     zs = latent_zscores(pca_gp, draws, params)
     assert zs.shape == (len(params), pca_gp.latent_dim)
     cal = uncertainty_calibration(zs)

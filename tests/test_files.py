@@ -98,12 +98,14 @@ def test_pca_model_and_dataset_hold_no_pickle_and_load_without_unpickling(
         pca, ds, tmp_path, no_unpickling):
     model = pca.save(tmp_path / "model")
     store = ds.save(tmp_path / "data.zarr", chunk_size=16).path
-    assert sorted(assert_no_pickle(model)) == ["json", "safetensors", "safetensors"]
+    # generator, conditioner and error model
+    assert sorted(assert_no_pickle(model)) == ["json", "safetensors", "safetensors", "safetensors"]
     kinds = assert_no_pickle(store)
     assert "zarr-chunk" in kinds and "json" in kinds
     man = read_manifest(model, "model")
     assert man["format_version"] == FORMAT_VERSION
-    assert set(man["checksums"]) == {man["files"]["generator"], man["files"]["conditioner"]}
+    assert set(man["checksums"]) == set(man["files"].values()) == {
+        "generator.safetensors", "conditioner.safetensors", "error_model.safetensors"}
     emu = bayesemu.load(model)
     np.testing.assert_array_equal(np.asarray(emu.predict(THETA)), np.asarray(pca.predict(THETA)))
     back = bayesemu.load_dataset(store)
@@ -122,7 +124,7 @@ def test_vae_models_and_checkpoints_hold_no_pickle(ds, tmp_path, no_unpickling):
                              checkpoint_dir=tmp_path / kind / "checkpoints", checkpoint_every=1)
         emu.save(tmp_path / kind)
         kinds = assert_no_pickle(tmp_path / kind)
-        assert kinds.count("safetensors") == 3 and kinds.count("json") == 2  # model + checkpoint
+        assert kinds.count("safetensors") == 4 and kinds.count("json") == 2  # model + checkpoint
         assert read_manifest(tmp_path / kind / "checkpoints", "checkpoint")["global_step"] >= 1
         back = bayesemu.load(tmp_path / kind)
         np.testing.assert_array_equal(np.asarray(back.predict(THETA)),

@@ -101,7 +101,9 @@ def test_sampled_objects_carry_the_emulators_spread(emu, thetas):
     mean = emulate_stamps(emu, thetas[:3])
     a = [_draw(o, emu) for o in emu.galsim_objects(thetas[:3], rng=7)]
     b = [_draw(o, emu) for o in emu.galsim_objects(thetas[:2], rng=7)]
-    assert np.array_equal(a[1], b[1])           # object i's draw does not depend on the batch
+    # object i's draw does not depend on the batch (up to the float32 rounding of the GP
+    # mean, summed in another order in a batch of another size)
+    np.testing.assert_allclose(a[1], b[1], rtol=0, atol=1e-3 * np.abs(b[1]).max())
     assert not np.allclose(a[0], mean[0])
     assert not np.array_equal(a[0], _draw(emu.galsim_objects(thetas[:1], rng=8)[0], emu))
     # same spread as Emulator.sample: pixel sd over 256 draws within 25%

@@ -68,7 +68,7 @@ def test_generator_options_come_from_the_fit_signature():
 
 
 #: Defaults of the registered fits that are train's, not the low-level functions'.
-TRAINING_DEFAULTS = {"epochs": 200, "patience": 20}
+TRAINING_DEFAULTS = {"epochs": 200, "patience": 20, "variance_threshold": 0.9999}
 
 
 @pytest.mark.parametrize("cls, low_level", [(PCAGenerator, fit_pca), (VAEGenerator, fit_vae)])

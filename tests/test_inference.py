@@ -160,12 +160,15 @@ def test_latent_sampling_matches_analytic_marginal(cls):
     assert np.all(np.abs(s / sd - 1) < 5 / np.sqrt(2 * ess)), (s, sd)
 
 
-@pytest.mark.parametrize("backend,uncertainty", [("numpyro", "anchored"), ("blackjax", "anchored"),
-                                                 ("numpyro", "none"), ("batch", "pointwise")])
-def test_uncertainty_modes_known_answers(backend, uncertainty):
+@pytest.mark.parametrize("backend,uncertainty,anchor,label", [
+    ("numpyro", "full", True, "full (anchored)"), ("blackjax", "latent", True, "latent (anchored)"),
+    ("numpyro", "none", True, "none"), ("batch", "full", False, "full (pointwise)"),
+    ("blackjax", "pointwise", True, "full (pointwise)")])          # 0.1's name still works
+def test_uncertainty_modes_known_answers(backend, uncertainty, anchor, label):
     """The emulator-uncertainty modes reach the likelihood through every path: anchored
     (covariance frozen at the best start) and pointwise give the analytic marginal
-    posterior, "none" the plug-in one, which is more than twice narrower here."""
+    posterior, "none" the plug-in one, which is more than twice narrower here (this toy
+    has no error model: "full" and "latent" are the same model)."""
     from bayesemu.inference import infer_batch
 
     model = LinearLatentModel(shape=(6, 6), dim=2, latent_dim=3, latent_scale=1.0, seed=0)
@@ -175,13 +178,13 @@ def test_uncertainty_modes_known_answers(backend, uncertainty):
     _, cov_other = model.posterior(image, NOISE, plugin=(uncertainty != "none"))
     assert np.all(np.abs(np.log(sd / np.sqrt(np.diag(cov_other)))) > np.log(2))
     kw = dict(num_chains=CHAINS, num_warmup=WARMUP, num_samples=SAMPLES, seed=4,
-              uncertainty=uncertainty)
+              uncertainty=uncertainty, anchor=anchor)
     if backend == "batch":
         idata = infer_batch(model, image[None], NOISE, **kw)
         idata.posterior = idata.posterior.isel(galaxy=0)
     else:
         idata = infer(model, image, NOISE, backend=backend, check=False, **kw)
-    assert idata.posterior.attrs["uncertainty"] == uncertainty
+    assert idata.posterior.attrs["uncertainty"] == label
     m, s = _moments(idata, model.space.names)
     ess = np.array([check_convergence(idata, warn=False).ess_bulk[n] for n in model.space.names])
     assert np.all(np.abs(m - mean) < 4.5 * sd / np.sqrt(ess)), (m, mean, sd)

@@ -145,18 +145,22 @@ def test_emulated_observations_share_the_galsim_noise(small_emu):
                                          space=SPACE)
     plug = emulate_observations(emu, theta, noise_sigma=30.0, seed=1, uncertainty="none")
     np.testing.assert_allclose(plug - np.asarray(emu.predict(theta)), noise, atol=1e-3)
-    drawn = emulate_observations(emu, theta, noise_sigma=30.0, seed=1, uncertainty="anchored")
+    drawn = emulate_observations(emu, theta, noise_sigma=30.0, seed=1, uncertainty="latent")
     np.testing.assert_array_equal(drawn, emulate_observations(
-        emu, theta, noise_sigma=30.0, seed=1, uncertainty="pointwise"))
-    # the emulator's own deviation lies in the PCA span: nothing of it outside the basis
+        emu, theta, noise_sigma=30.0, seed=1, uncertainty="latent"))
+    # the emulator's latent deviation lies in the PCA span: nothing of it outside the basis
     dev = (drawn - noise - np.asarray(emu.predict(theta))).reshape(5, -1)
     assert np.abs(dev).max() > 1e-3                  # a latent draw, not the mean image
     _, basis = emu.generator.linear_decoder()
     q, _ = np.linalg.qr(np.asarray(basis, np.float64).T)   # [n, L] orthonormal span
     outside = dev - (dev @ q) @ q.T
     assert np.abs(outside).max() < 1e-3 * np.abs(dev).max()
+    # "full" adds a draw of the error model's residual, which lives outside the span
+    full = emulate_observations(emu, theta, noise_sigma=30.0, seed=1, uncertainty="full")
+    res = (full - noise - np.asarray(emu.predict(theta))).reshape(5, -1)
+    assert np.abs(res - (res @ q) @ q.T).max() > 1e-2 * np.abs(dev).max()
     assert not np.array_equal(drawn, emulate_observations(
-        emu, theta, noise_sigma=30.0, seed=2, uncertainty="anchored"))
+        emu, theta, noise_sigma=30.0, seed=2, uncertainty="latent"))
 
 
 def test_sbc_against_the_emulator_itself_is_calibrated(small_emu):

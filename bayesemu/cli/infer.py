@@ -135,10 +135,15 @@ def register(sub) -> None:
                    help="NUTS warm-up: window adaptation started at the posterior mode with the "
                         "Laplace metric (blackjax default; ~1.6x the ESS/s) or Stan's from an "
                         "identity metric (numpyro's only scheme)")
-    p.add_argument("--uncertainty", choices=("anchored", "pointwise", "none"), default="anchored",
-                   help="with --latent marginal: the emulator's covariance held at the posterior "
-                        "mode found at initialisation (default, fast), recomputed at every step, "
-                        "or left out (plug-in mean image)")
+    p.add_argument("--uncertainty", choices=("full", "latent", "none", "anchored", "pointwise"),
+                   default="full",
+                   help="with --latent marginal: the emulator's own uncertainty in the "
+                        "likelihood: latent spread and error model (full, default, calibrated), "
+                        "latent spread only (latent, release 0.1's), or none (plug-in mean "
+                        "image); 0.1's anchored/pointwise mean full")
+    p.add_argument("--pointwise", action="store_true",
+                   help="recompute the emulator's covariance at every step instead of holding "
+                        "it at the posterior mode found at initialisation (slower)")
     p.add_argument("--truth", default=None, metavar="NAME=VALUE,...",
                    help="true parameter values, drawn on the corner plot")
     p.add_argument("--pixel-scale", type=float, default=0.2,
@@ -178,7 +183,8 @@ def run(args) -> int:
     truth = parse_truth(args.truth, model.space.names)
     idata = infer(model, image, sigma, backend=args.backend, num_chains=args.chains,
                   num_warmup=args.warmup, num_samples=args.samples, seed=args.seed,
-                  latent=args.latent, uncertainty=args.uncertainty, warmup=args.warmup_scheme)
+                  latent=args.latent, uncertainty=args.uncertainty, anchor=not args.pointwise,
+                  warmup=args.warmup_scheme)
     write_netcdf(idata, out)
     png = out.with_suffix(".png")
     corner_plot(idata, png, truths=truth, title=model.identifier)

@@ -48,10 +48,14 @@ def register(sub) -> None:
                    help="NUTS warm-up of the SBC chains: window adaptation started at the mode "
                         "with the Laplace metric (default) or from the climb's best point with "
                         "an identity metric (Stan's)")
-    p.add_argument("--sbc-uncertainty", choices=("anchored", "pointwise", "none"),
-                   default="anchored",
-                   help="emulator uncertainty in the SBC likelihood: held at each posterior's "
-                        "mode (default), recomputed at every step, or none (plug-in mean image)")
+    p.add_argument("--sbc-uncertainty", choices=("full", "latent", "none", "anchored",
+                                                  "pointwise"), default="full",
+                   help="emulator uncertainty in the SBC likelihood: latent spread and error "
+                        "model (full, default), latent spread only, or none (plug-in mean "
+                        "image); 0.1's anchored/pointwise mean full")
+    p.add_argument("--sbc-pointwise", action="store_true",
+                   help="recompute the emulator's covariance at every SBC step instead of "
+                        "holding it at each posterior's mode")
     p.add_argument("--noise-sigma", type=float, default=None,
                    help="pixel noise (counts/pixel; default: the test dataset's noise model)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -107,7 +111,7 @@ def run(args) -> int:
             if value < 1:
                 raise BayesemuInputError(f"--{opt.replace('_', '-')} must be >= 1, got {value}")
             settings = settings._replace(**{field: value})
-    settings = settings._replace(uncertainty=args.sbc_uncertainty,
+    settings = settings._replace(uncertainty=args.sbc_uncertainty, anchor=not args.sbc_pointwise,
                                  simulator=args.sbc_simulator,
                                  warmup=args.sbc_warmup_scheme)
     if settings.max_tree_depth > 15:

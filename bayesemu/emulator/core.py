@@ -265,7 +265,7 @@ class Emulator:
         var = jnp.asarray(noise_sigma, jnp.float32) ** 2
         u, s = self.split(theta)
         m = self.conditioner.mean(u)
-        if not latent and not (error and self.error_model is not None):
+        if not latent:  # no emulator uncertainty: the plug-in mean image
             return lk.plugin_log_likelihood((s * self.generator.decode(m)).ravel(), image, var)
         unc = frozen if frozen is not None else self.uncertainty(theta, latent=latent,
                                                                  error=error)
@@ -276,6 +276,32 @@ class Emulator:
         gram = None if unc.gram_values is None else (unc.gram_vectors, unc.gram_values)
         return lk.woodbury_log_likelihood(image, mu, s, unc.image_factor, var,
                                           unc.error_isotropic, gram=gram)
+
+    def noise_floor(self, theta, *, latent: bool = True, error: bool = True):
+        """The noise level (counts/pixel) below which the emulator's error dominates, at theta.
+
+        The square root of the largest eigenvalue of the emulator's own image
+        covariance (latent spread and error model, times the image scale
+        squared): for a pixel noise sigma below it, some direction of the image
+        is known less well from the emulator than from the data, and the
+        posterior is limited by the emulator (calibrated, but wider than an
+        exact model's). Pure JAX.
+        """
+        u, s = self.split(theta)
+        unc = self.uncertainty(theta, latent=latent, error=error)
+        w = 0.0 if unc.error_isotropic is None else unc.error_isotropic
+        parts = self._linear_parts()
+        if parts is not None:
+            S = unc.latent
+            lat = jnp.square(S.factor) if S.diagonal else jnp.linalg.eigvalsh(
+                S.factor @ S.factor.T)
+            top = parts.c**2 * jnp.max(lat)
+            if unc.error_variance is not None:
+                top = jnp.maximum(top, jnp.max(unc.error_variance))
+        else:
+            F = unc.image_factor
+            top = jnp.max(jnp.linalg.eigvalsh(F.T @ F))
+        return jnp.sqrt(s * s * (top + w))
 
     def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True,
                        frozen=None, *, error_model: bool = True):
@@ -292,13 +318,13 @@ class Emulator:
         emulator_uncertainty : bool
             If True (default), marginalise the emulator's latent uncertainty
             (exact for PCA-GP; linearised for the VAE and the MAF). If False,
-            plug in the mean latent.
+            plug in the mean latent (no emulator uncertainty at all).
         frozen : Uncertainty, optional
             :meth:`frozen_uncertainty` at some ``theta0``: hold those
             covariance pieces fixed (the image scale still follows theta).
         error_model : bool
-            Include the error model's residual covariance (when the model has
-            one; default True).
+            With ``emulator_uncertainty``, also include the error model's
+            residual covariance (when the model has one; default True).
 
         Notes
         -----

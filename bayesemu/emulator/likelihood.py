@@ -174,8 +174,9 @@ def projected_log_likelihood(parts: LinearParts, image, s, m, unc: Uncertainty, 
         w = jax.scipy.linalg.solve_triangular(chol, q[:L], lower=True)
         q_lat, logdet_lat = w @ w, 2 * jnp.sum(jnp.log(jnp.diag(chol)))
     q_err = logdet_err = 0.0
-    if K:
-        d = iso + s2 * unc.error_variance
+    if K:  # the error basis: isotropic too when the error model is switched off
+        d = iso + s2 * (0.0 if unc.error_variance is None else unc.error_variance)
+        d = jnp.broadcast_to(d, (K,))
         q_err, logdet_err = jnp.sum(jnp.square(q[L:L + K]) / d), jnp.sum(jnp.log(d))
     chi2 = (x_perp @ x_perp + jnp.sum(jnp.square(q[L + K:]))) / iso + q_lat + q_err
     logdet = (n - L - K) * jnp.log(iso) + logdet_lat + logdet_err

@@ -14,7 +14,9 @@ from ..errors import BayesemuInputError
 from ..registry import BACKENDS
 from .cache import CompiledCache
 from .diagnostics import check_convergence, to_inference_data
-from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
+from .checks import noise_floor_check, posterior_predictive_check
+from .model import (build_log_density, initial_positions, resolve_priors, resolve_uncertainty,
+                    uncertainty_label)
 
 __all__ = ["BACKENDS", "infer", "check_image", "check_noise_sigma"]
 
@@ -58,7 +60,7 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
           num_chains: int = 4, num_warmup: int = 500, num_samples: int = 1000, seed: int = 0, *,
           latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
           num_init_candidates: int = 64, dense_mass: bool = True, check: bool = True,
-          uncertainty: str = "anchored", warmup: str | None = None):
+          uncertainty: str = "full", anchor: bool = True, warmup: str | None = None):
     """Sample the posterior of ``model``'s parameters given one observed image.
 
     Parameters
@@ -86,15 +88,21 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         ``"marginal"``: the model's (approximately) marginalised likelihood;
         ``"sample"``: NUTS over (theta, z), z ~ p(z | theta); the posterior then
         also holds ``z``.
-    uncertainty : {"anchored", "pointwise", "none"}
-        Emulators with ``latent="marginal"``: how the emulator's own
-        uncertainty enters the likelihood. ``"anchored"`` (default): its
-        covariance is computed once, at the best chain start (a posterior
-        mode found by the initialisation climb), and held fixed while the mean
-        image follows theta (:meth:`~bayesemu.emulator.Emulator.frozen_uncertainty`);
-        ``"pointwise"``: recomputed at every theta (slower: the VAE/MAF need
-        Jacobians at every step, the GP's "gp" variance O(M^2 L)); ``"none"``: plug-in
-        mean image, no emulator uncertainty. Exact models ignore it.
+    uncertainty : {"full", "latent", "none"}
+        Emulators with ``latent="marginal"``: what of the emulator's own
+        uncertainty enters the likelihood. ``"full"`` (default, calibrated):
+        the latent spread and the error model's residual covariance
+        (:mod:`bayesemu.emulator.error_model`; models without one: the latent
+        spread); ``"latent"``: the latent spread only (release 0.1's
+        likelihood); ``"none"``: the plug-in mean image. Exact models ignore it.
+        0.1's ``"anchored"`` and ``"pointwise"`` are read as ``"full"`` with
+        ``anchor`` True and False.
+    anchor : bool
+        Hold the emulator's covariance pieces at the best chain start (a
+        posterior mode found by the initialisation climb) while the mean image
+        follows theta (default; :meth:`~bayesemu.emulator.Emulator.frozen_uncertainty`),
+        or recompute them at every theta (slower: the VAE/MAF need Jacobians
+        at every step).
     target_accept, max_tree_depth : NUTS settings.
     dense_mass : bool
         Adapt a full inverse mass matrix during warm-up (default; galaxy
@@ -113,7 +121,11 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         Prior draws per chain among which the best starts the chain.
     check : bool
         Warn with :class:`~bayesemu.errors.ConvergenceWarning` when R-hat > 1.01,
-        bulk/tail ESS < 100 per chain, or any transition diverged.
+        bulk/tail ESS < 100 per chain, or any transition diverged; with
+        :class:`~bayesemu.errors.EmulatorPrecisionWarning` when the noise is
+        below the emulator's error floor at the posterior mean; with
+        :class:`~bayesemu.errors.ModelMisfitWarning` when the posterior
+        predictive check fails (p < 1e-3).
 
     Returns
     -------
@@ -121,8 +133,10 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         ``posterior`` (one variable per parameter, physical units; ``z`` with a
         ``latent`` dim when sampled), ``sample_stats`` (diverging, step_size,
         n_steps, tree_depth, acceptance_rate, energy, lp), ``observed_data``
-        (``image``) and attrs (model, backend, latent, noise_sigma, seed, chain
-        settings, sampling_time_s, package versions as JSON).
+        (``image``) and attrs (model, backend, latent, uncertainty, noise_sigma,
+        seed, chain settings, sampling_time_s, package versions as JSON, and the
+        checks of :mod:`bayesemu.inference.checks`: ``ppc_chi2_per_pixel``,
+        ``ppc_pvalue``, ``emulator_noise_floor``).
     """
     from ..files import package_versions
 
@@ -137,7 +151,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     run_kw = dict(num_warmup=int(num_warmup), num_samples=int(num_samples),
                   target_accept=float(target_accept), max_tree_depth=int(max_tree_depth),
                   dense_mass=bool(dense_mass), warmup=warmup)
-    init_fn, freeze_fn, runner = _pipeline(model, prior, latent, uncertainty, sampler,
+    uncertainty, anchor = resolve_uncertainty(uncertainty, anchor)
+    init_fn, freeze_fn, runner = _pipeline(model, prior, latent, (uncertainty, anchor), sampler,
                                            int(num_chains), int(num_init_candidates), run_kw)
 
     key_init, key_run = jax.random.split(jax.random.PRNGKey(seed))
@@ -150,7 +165,7 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     elapsed = time.perf_counter() - t0
     attrs = {
         "model": str(model.identifier), "backend": backend, "latent": latent,
-        "uncertainty": uncertainty_label(model, latent, uncertainty),
+        "uncertainty": uncertainty_label(model, latent, uncertainty, anchor),
         "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
         "dense_mass": int(bool(dense_mass)), "warmup": warmup,
@@ -158,6 +173,9 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
         "parameter_space": model.space.to_dict(),
         "versions": package_versions(), "inference_library": "bayesemu",
     }
+    attrs.update(posterior_predictive_check(model, samples, img, sigma, uncertainty=uncertainty,
+                                            frozen=frozen, warn=check))
+    attrs.update(noise_floor_check(model, samples, sigma, uncertainty=uncertainty, warn=check))
     idata = to_inference_data(samples, stats, img, attrs)
     if check:
         check_convergence(idata)
@@ -181,7 +199,7 @@ def _pipeline(model, prior, latent, uncertainty, sampler, num_chains, num_candid
         hit = _PIPELINES.get(model, key)
         if hit is not None:
             return hit
-    ld = build_log_density(model, resolve_priors(model.space, prior), latent, uncertainty)
+    ld = build_log_density(model, resolve_priors(model.space, prior), latent, *uncertainty)
     init_fn = jax.jit(lambda k, im, s: initial_positions(k, ld, im, s, num_chains,
                                                          num_candidates))
     freeze_fn = jax.jit(ld.freeze) if ld.freeze is not None else None

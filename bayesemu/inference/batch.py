@@ -15,7 +15,8 @@ from .backends import resolve_warmup
 from .blackjax_backend import sample_galaxy
 from .cache import CompiledCache
 from .diagnostics import to_inference_data
-from .model import build_log_density, initial_positions, resolve_priors, uncertainty_label
+from .model import (build_log_density, initial_positions, resolve_priors, resolve_uncertainty,
+                    uncertainty_label)
 
 __all__ = ["infer_batch"]
 
@@ -38,7 +39,7 @@ def _batched_sampler(model, prior, settings):
         return hit
     (latent, num_chains, num_warmup, num_samples, target_accept, max_tree_depth, n_cand, dense,
      vectorize, devs, uncertainty, warmup) = settings
-    ld = build_log_density(model, resolve_priors(model.space, prior), latent, uncertainty)
+    ld = build_log_density(model, resolve_priors(model.space, prior), latent, *uncertainty)
 
     def one(key, image, sigma):
         k_init, k_run = jax.random.split(key)
@@ -68,7 +69,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
                 num_warmup: int = 500, num_samples: int = 500, seed: int = 0,
                 latent: str = "marginal", target_accept: float = 0.8, max_tree_depth: int = 10,
                 num_init_candidates: int = 64, dense_mass: bool = True, devices=None,
-                vectorize: str | None = None, uncertainty: str = "anchored",
+                vectorize: str | None = None, uncertainty: str = "full", anchor: bool = True,
                 warmup: str = "laplace"):
     """Posteriors of G galaxies at once (independent, same model and noise).
 
@@ -85,9 +86,11 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     noise_sigma : float, counts/pixel, shared by all galaxies
     dense_mass : bool
         Full (default) or diagonal inverse mass matrix, as in :func:`~bayesemu.inference.infer`.
-    uncertainty : {"anchored", "pointwise", "none"}
+    uncertainty : {"full", "latent", "none"}
         The emulator's uncertainty in the likelihood, as in
-        :func:`~bayesemu.inference.infer` (anchored at each galaxy's own best start).
+        :func:`~bayesemu.inference.infer`.
+    anchor : bool
+        Hold it at each galaxy's own best start (default), as in ``infer``.
     warmup : {"window", "laplace"}
         Window adaptation seeded at the mode with the Laplace metric (default)
         or from the climb's best point with an identity metric, as in
@@ -117,6 +120,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         check_image(imgs[g], model.image_shape, where=f"image {g}")
     sigma = check_noise_sigma(noise_sigma)
     warmup = resolve_warmup(warmup)
+    uncertainty, anchor = resolve_uncertainty(uncertainty, anchor)
     n_gal = imgs.shape[0]
     devices = list(jax.devices() if devices is None else devices)
     n_dev = max(1, min(len(devices), n_gal))
@@ -128,7 +132,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         raise BayesemuInputError(f"vectorize must be 'vmap', 'map' or None, got {vectorize!r}")
     settings = (latent, int(num_chains), int(num_warmup), int(num_samples), float(target_accept),
                 int(max_tree_depth), int(num_init_candidates), bool(dense_mass), vectorize,
-                tuple(devices[:n_dev]), uncertainty, warmup)
+                tuple(devices[:n_dev]), (uncertainty, anchor), warmup)
     batched = _batched_sampler(model, prior, settings)
     keys = jax.random.split(jax.random.PRNGKey(seed), n_gal)  # independent of the padding
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
@@ -142,7 +146,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         return np.moveaxis(x, 0, 2)
 
     attrs = {"model": str(model.identifier), "backend": "blackjax", "latent": latent,
-             "uncertainty": uncertainty_label(model, latent, uncertainty),
+             "uncertainty": uncertainty_label(model, latent, uncertainty, anchor),
              "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
              "num_warmup": int(num_warmup), "num_samples": int(num_samples), "warmup": warmup,
              "num_galaxies": int(n_gal), "num_devices": int(n_dev), "vectorize": vectorize,

@@ -23,13 +23,30 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
 
-__all__ = ["LATENT_MODES", "UNCERTAINTY_MODES", "uncertainty_label", "LATENT_SITE",
+__all__ = ["LATENT_MODES", "UNCERTAINTY_MODES", "uncertainty_label", "resolve_uncertainty",
+           "LATENT_SITE",
            "NOISE_SITE", "default_priors", "resolve_priors", "galaxy_model", "LogDensity",
            "build_log_density", "initial_positions"]
 
 LATENT_MODES = ("marginal", "sample")
-#: How the marginal likelihood treats the emulator's own uncertainty (latent="marginal").
-UNCERTAINTY_MODES = ("anchored", "pointwise", "none")
+#: What of the emulator's own uncertainty the marginal likelihood includes (latent="marginal"):
+#: the latent spread and the error model's residual covariance ("full", the calibrated
+#: default), the latent spread only ("latent", release 0.1's likelihood), nothing ("none":
+#: the plug-in mean image).
+UNCERTAINTY_MODES = ("full", "latent", "none")
+#: Release-0.1 values of ``uncertainty``: (mode, anchor).
+_LEGACY_UNCERTAINTY = {"anchored": ("full", True), "pointwise": ("full", False)}
+
+
+def resolve_uncertainty(uncertainty: str, anchor: bool = True) -> tuple[str, bool]:
+    """``(mode, anchor)`` of ``uncertainty`` (0.1's ``"anchored"``/``"pointwise"`` read as
+    ``"full"`` held at the mode / recomputed at every step)."""
+    if uncertainty in _LEGACY_UNCERTAINTY:
+        return _LEGACY_UNCERTAINTY[uncertainty]
+    if uncertainty not in UNCERTAINTY_MODES:
+        raise BayesemuInputError(f"uncertainty must be one of {UNCERTAINTY_MODES}, got "
+                                 f"{uncertainty!r}")
+    return uncertainty, bool(anchor)
 #: Name of the latent-vector sample site (and posterior variable) when latent="sample".
 LATENT_SITE = "z"
 #: Name of the standard-normal site of the non-centred form, z = T(eps; theta).
@@ -63,7 +80,7 @@ def resolve_priors(space: ParameterSpace, prior: Mapping | None) -> dict:
 
 
 def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
-                 latent: str = "marginal", uncertainty: str = "pointwise"):
+                 latent: str = "marginal", uncertainty: str = "full"):
     """numpyro model: theta ~ priors; [z ~ p(z | theta)]; image ~ N(model, sigma^2).
 
     Parameters
@@ -85,13 +102,14 @@ def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
         the latent scales; otherwise centred: ``z [L]`` weighted by
         ``forward.latent_log_prob``. Either way the image is weighted by
         ``forward.log_likelihood_latent``.
-    frozen : array, optional
+    frozen : pytree, optional
         ``forward.frozen_uncertainty(theta0)`` (emulators): the marginal
-        likelihood keeps that covariance factor fixed (``uncertainty="anchored"``).
-    uncertainty : {"anchored", "pointwise", "none"}
-        Emulators only, with ``latent="marginal"``: ``"none"`` plugs in the
-        mean image (``emulator_uncertainty=False``); otherwise the covariance
-        is ``frozen`` when given, else recomputed at every theta.
+        likelihood keeps those covariance pieces fixed (anchored).
+    uncertainty : {"full", "latent", "none"}
+        Emulators only, with ``latent="marginal"``: the latent spread and the
+        error model (``"full"``), the latent spread only, or the plug-in mean
+        image (``"none"``); the covariance is ``frozen`` when given, else
+        recomputed at every theta.
     """
     names = forward.space.names
     theta = jnp.stack([numpyro.sample(n, priors[n]) for n in names])
@@ -108,20 +126,22 @@ def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
             dist.ImproperUniform(constraints.real_vector, (), (forward.latent_dim,)))
         numpyro.factor("latent_prior", forward.latent_log_prob(z, theta))
         numpyro.factor("likelihood", forward.log_likelihood_latent(theta, z, image, noise_sigma))
-    elif uncertainty == "none" and _has_uncertainty(forward):
-        numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma,
-                                                            emulator_uncertainty=False))
-    elif frozen is not None:
-        numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma,
-                                                            frozen=frozen))
+    elif _has_uncertainty(forward):
+        numpyro.factor("likelihood", forward.log_likelihood(
+            theta, image, noise_sigma, emulator_uncertainty=uncertainty != "none",
+            frozen=frozen, error_model=uncertainty == "full"))
     else:
         numpyro.factor("likelihood", forward.log_likelihood(theta, image, noise_sigma))
 
 
-def uncertainty_label(forward, latent: str, uncertainty: str) -> str:
-    """What ``uncertainty`` means for this model: itself for an emulator with
-    ``latent="marginal"``, ``"n/a"`` otherwise (exact models, sampled latents)."""
-    return uncertainty if latent == "marginal" and _has_uncertainty(forward) else "n/a"
+def uncertainty_label(forward, latent: str, uncertainty: str, anchor: bool = True) -> str:
+    """What ``uncertainty`` means for this model (``"full (anchored)"``, ...) for an
+    emulator with ``latent="marginal"``, ``"n/a"`` otherwise (exact models, sampled
+    latents)."""
+    if latent != "marginal" or not _has_uncertainty(forward):
+        return "n/a"
+    mode, anchor = resolve_uncertainty(uncertainty, anchor)
+    return mode if mode == "none" else f"{mode} ({'anchored' if anchor else 'pointwise'})"
 
 
 def _has_uncertainty(forward) -> bool:
@@ -168,19 +188,18 @@ class LogDensity(NamedTuple):
 
 
 def build_log_density(forward, priors: Mapping, latent: str = "marginal",
-                      uncertainty: str = "anchored") -> LogDensity:
+                      uncertainty: str = "full", anchor: bool = True) -> LogDensity:
     """Pure log-density functions of :func:`galaxy_model` for ``forward``.
 
-    ``uncertainty`` (emulators, ``latent="marginal"``): ``"anchored"`` (the
-    emulator covariance held at a posterior mode, see
-    :meth:`bayesemu.emulator.Emulator.frozen_uncertainty`), ``"pointwise"``
-    (recomputed at every theta) or ``"none"`` (plug-in mean image).
+    ``uncertainty`` (emulators, ``latent="marginal"``): ``"full"``,
+    ``"latent"`` or ``"none"`` (:data:`UNCERTAINTY_MODES`); with ``anchor``
+    the emulator's covariance pieces are held at a posterior mode (see
+    :meth:`bayesemu.emulator.Emulator.frozen_uncertainty`), else recomputed at
+    every theta.
     """
     if latent not in LATENT_MODES:
         raise BayesemuInputError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
-    if uncertainty not in UNCERTAINTY_MODES:
-        raise BayesemuInputError(
-            f"uncertainty must be one of {UNCERTAINTY_MODES}, got {uncertainty!r}")
+    uncertainty, anchor = resolve_uncertainty(uncertainty, anchor)
     if latent == "sample" and int(getattr(forward, "latent_dim", 0)) <= 0:
         raise BayesemuInputError(
             f"latent='sample' needs a model with latent variables; {forward.identifier!r} has none")
@@ -210,13 +229,13 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal",
         def latent_init(values):
             return forward.latent_mean(jnp.stack([values[n] for n in forward.space.names]))
     freeze = None
-    if latent == "marginal" and uncertainty == "anchored" and _has_uncertainty(forward):
+    if latent == "marginal" and anchor and uncertainty != "none" and _has_uncertainty(forward):
         def freeze(init_params, image, noise_sigma):
             pot = jax.vmap(lambda p: potential(p, image, noise_sigma))(init_params)
             best = jnp.argmin(jnp.where(jnp.isfinite(pot), pot, jnp.inf))
             values = constrain(jax.tree.map(lambda x: x[best], init_params), image, noise_sigma)
             theta0 = jnp.stack([values[n] for n in forward.space.names])
-            return forward.frozen_uncertainty(theta0)
+            return forward.frozen_uncertainty(theta0, latent=True, error=uncertainty == "full")
     return LogDensity(model, potential, constrain, shapes, names, latent_init, freeze)
 
 

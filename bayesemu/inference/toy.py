@@ -106,13 +106,13 @@ class LinearLatentModel:
     def log_likelihood_latent(self, theta, z, image, noise_sigma):
         return gaussian_log_likelihood(self.decode(z), image, noise_sigma)
 
-    def frozen_uncertainty(self, theta0):
+    def frozen_uncertainty(self, theta0, *, latent: bool = True, error: bool = True):
         """The latent scale at ``theta0`` (constant here), as an emulator's
         :meth:`~bayesemu.emulator.Emulator.frozen_uncertainty`."""
         return jnp.asarray(self.latent_scale, jnp.float32)
 
     def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True,
-                       frozen=None):
+                       frozen=None, *, error_model: bool = True):
         mean = self.decode(self.latent_mean(theta))
         if self.plugin or not emulator_uncertainty:
             return gaussian_log_likelihood(mean, image, noise_sigma)

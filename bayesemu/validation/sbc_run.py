@@ -13,11 +13,12 @@ arXiv:1804.06788; DESIGN.md "metrics.json")::
 
 With ``SBCSettings.simulator="emulator"`` the observations come from the
 emulator itself instead (``x_r = emulator.sample(θ*_r) + ε_r``, i.e. a latent
-drawn from the conditioner, or the mean image when ``uncertainty="none"``):
-the likelihood is then the data's true model (exactly for ``"pointwise"`` and
-``"none"``; ``"anchored"`` holds the emulator covariance at the posterior
-mode), so any miscalibration left is the sampler's, the thinning's or the
-anchoring's, not the emulator's error. Comparing the two runs separates the
+drawn from the conditioner plus, with ``uncertainty="full"``, a draw of the
+error model's residual; the mean image when ``uncertainty="none"``): the
+likelihood is then the data's true model (exactly without anchoring and for
+``"none"``; anchoring holds the emulator covariance at the posterior mode, and
+the VAE/MAF likelihoods linearise the decoder), so any miscalibration left is
+the sampler's, the thinning's or those approximations', not the emulator's error. Comparing the two runs separates the
 emulator error from the inference machinery. It needs no true simulator, so
 it also runs for emulators of real (e.g. COSMOS) galaxies.
 
@@ -71,13 +72,16 @@ class SBCSettings(NamedTuple):
         the chain stays exact, only its efficiency changes). In a vmapped
         batch every replicate waits for the deepest tree, so a cap bounds the
         cost of the few replicates with awkward posteriors.
-    uncertainty : {"anchored", "pointwise", "none"}
-        How the emulator's own uncertainty enters the likelihood
-        (:func:`bayesemu.infer`); ``"none"`` (plug-in) shows what
-        marginalising it buys.
+    uncertainty : {"full", "latent", "none"}
+        What of the emulator's own uncertainty enters the likelihood
+        (:func:`bayesemu.infer`): latent spread and error model (default),
+        latent spread only, or none (plug-in), which shows what each part buys.
     warmup : {"laplace", "window"}
         NUTS warm-up scheme (:func:`bayesemu.infer`; default ``"laplace"``:
         window adaptation seeded at the mode with the Laplace metric).
+    anchor : bool
+        Hold the emulator's covariance at each posterior's mode (default) or
+        recompute it at every step (:func:`bayesemu.infer`).
     simulator : {"galsim", "emulator"}
         Where the observations come from: the true simulator (default; the
         simulator that drew the test data, e.g. the analytic GalSim one) or
@@ -91,9 +95,10 @@ class SBCSettings(NamedTuple):
     num_samples: int = 250
     batch_size: int = 25
     max_tree_depth: int = 8
-    uncertainty: str = "anchored"
+    uncertainty: str = "full"
     simulator: str = "galsim"
     warmup: str = "laplace"
+    anchor: bool = True
 
 
 #: SBC observation sources (``SBCSettings.simulator``).
@@ -243,7 +248,7 @@ def simulator_mismatch(simulator, emulator) -> str:
 
 
 def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
-                         uncertainty: str = "anchored") -> np.ndarray:
+                         uncertainty: str = "full") -> np.ndarray:
     """Observations drawn from the emulator itself: ``emulator.sample(θ) + noise``.
 
     Parameters
@@ -254,10 +259,11 @@ def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
     noise_sigma : float
         Gaussian pixel noise, counts/pixel.
     seed : int
-    uncertainty : {"anchored", "pointwise", "none"}
+    uncertainty : {"full", "latent", "none"}
         ``"none"``: the mean image (the plug-in likelihood's model);
         otherwise one latent draw ``z ~ p(z | θ)`` per row (the marginalised
-        likelihood's model).
+        likelihood's model), plus a draw of the error model's residual for
+        ``"full"``.
 
     Returns
     -------
@@ -266,21 +272,24 @@ def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
     """
     import jax
 
+    from ..inference.model import resolve_uncertainty
+
     theta = np.asarray(theta, np.float64)
+    uncertainty, _ = resolve_uncertainty(uncertainty)
     if uncertainty == "none":
         images = np.asarray(emulator.predict(theta, allow_extrapolation=True), np.float32)
     else:
         key = jax.random.key(int(np.random.SeedSequence(int(seed), spawn_key=(3,))
                                  .generate_state(1)[0]))
-        images = np.asarray(emulator.sample(key, theta, 1, allow_extrapolation=True)[0],
-                            np.float32)
+        images = np.asarray(emulator.sample(key, theta, 1, allow_extrapolation=True,
+                                            error_model=uncertainty == "full")[0], np.float32)
     return _add_noise(images, noise_sigma, seed)
 
 
 def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_warmup: int,
                      num_samples: int, seed: int, batch_size: int, max_tree_depth: int = 10,
                      progress: bool = False, desc: str = "posteriors",
-                     uncertainty: str = "anchored",
+                     uncertainty: str = "full", anchor: bool = True,
                      warmup: str = "laplace") -> tuple[np.ndarray, np.ndarray]:
     """NUTS posteriors of many images with :func:`bayesemu.inference.infer_batch`.
 
@@ -310,7 +319,7 @@ def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_
             idata = infer_batch(model, chunk, noise_sigma, num_chains=num_chains,
                                 num_warmup=num_warmup, num_samples=num_samples,
                                 max_tree_depth=max_tree_depth, seed=int(seed) * 100003 + b,
-                                uncertainty=uncertainty, warmup=warmup)
+                                uncertainty=uncertainty, anchor=anchor, warmup=warmup)
             post = idata.posterior
             # (chain, draw, galaxy) -> (galaxy, chain, draw, param)
             arr = np.stack([np.moveaxis(np.asarray(post[k].values), 2, 0) for k in names], -1)
@@ -381,6 +390,7 @@ def run_sbc(emulator, *, simulator=None, noise_sigma: float, settings: SBCSettin
                                     seed=seed, batch_size=s.batch_size,
                                     max_tree_depth=s.max_tree_depth, progress=progress,
                                     desc="SBC posteriors", uncertainty=s.uncertainty,
+                                    anchor=s.anchor,
                                     warmup=s.warmup)
     draws, sufficient = thin_replicates(chains, s.n_draws)
     return SBCRun(theta_true=theta, images=images, chains=chains, draws=draws,
@@ -401,7 +411,8 @@ def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
     sbc.update(n_draws=int(s.n_draws), num_chains=int(s.num_chains),
                num_warmup=int(s.num_warmup), num_samples=int(s.num_samples),
                max_tree_depth=int(s.max_tree_depth), noise_sigma=float(run.noise_sigma),
-               uncertainty=str(s.uncertainty), simulator=str(s.simulator),
+               uncertainty=str(s.uncertainty), anchor=bool(s.anchor),
+               simulator=str(s.simulator),
                warmup=str(s.warmup),
                fraction_ess_sufficient=float(np.mean(run.sufficient)),
                divergent_fraction=float(np.sum(run.n_divergent)
