@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
 
 def _emulator_rows(train_ds, test_ds, model, physics, *, epochs, seed, progress, generator=None,
                    variance_threshold=0.995):
@@ -135,16 +138,14 @@ def main(argv=None):
     p.add_argument("--physics", nargs="+", default=["flux", "none"])
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variance-threshold", type=float, default=0.995, help="PCA threshold")
+    p.add_argument("--variance-threshold", type=float, default=0.9999,
+                   help="PCA threshold (default 0.9999, the training default)")
     args = p.parse_args(argv)
     res = run(args.quick, n_train=tuple(args.n_train), n_test=args.n_test,
               models=tuple(args.models), physics=tuple(args.physics), epochs=args.epochs,
               seed=args.seed, variance_threshold=args.variance_threshold)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=float))
     print(markdown(res))
-    print(f"wrote {out}", file=sys.stderr)
+    common.emit(res, args.out, argv)
 
 
 if __name__ == "__main__":

@@ -218,3 +218,18 @@ def test_umap_embedding_separates_clusters():
     np.testing.assert_array_equal(np.argmin(da, axis=1), [0] * 5 + [1] * 5)
     again = umap_embeddings(train, None, seed=0)
     np.testing.assert_allclose(again.train, emb.train, atol=1e-5)  # seeded: reproducible
+
+
+def test_error_model_plot(tmp_path, rng):
+    stated = rng.lognormal(0.0, 0.5, 200)
+    actual = stated * rng.lognormal(0.0, 0.2, 200)
+    floor = rng.lognormal(2.0, 0.7, 200)
+    path = tmp_path / "error_model.png"
+    fig = vplots.plot_error_model(stated, actual, floor, 30.0, path)
+    assert_figure(fig, path, n_axes=2,
+                  xlabels=["stated rms error per pixel [counts]", "noise floor [counts/pixel]"],
+                  ylabels=["actual rms error per pixel [counts]", "test galaxies"],
+                  legend=["test galaxies", "1:1", "noise floor", "noise σ = 30"])
+    # the scatter holds every galaxy, the histogram counts every floor
+    pts = fig.axes[0].lines[0].get_xydata()
+    assert len(pts) == 200 and sum(p.get_height() for p in fig.axes[1].patches) == 200

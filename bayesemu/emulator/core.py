@@ -303,6 +303,22 @@ class Emulator:
             top = jnp.max(jnp.linalg.eigvalsh(F.T @ F))
         return jnp.sqrt(s * s * (top + w))
 
+    def error_rms(self, theta, *, latent: bool = True, error: bool = True):
+        """The emulator's stated rms error per pixel at theta (counts): the square root of
+        the trace of its image covariance over the number of pixels. Pure JAX."""
+        u, s = self.split(theta)
+        unc = self.uncertainty(theta, latent=latent, error=error)
+        n = int(np.prod(self.image_shape))
+        w = 0.0 if unc.error_isotropic is None else unc.error_isotropic
+        parts = self._linear_parts()
+        if parts is not None:
+            tr = parts.c**2 * jnp.sum(jnp.square(unc.latent.factor))
+            if unc.error_variance is not None:
+                tr = tr + jnp.sum(unc.error_variance)
+        else:
+            tr = jnp.sum(jnp.square(unc.image_factor))
+        return jnp.abs(s) * jnp.sqrt((tr + n * w) / n)
+
     def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True,
                        frozen=None, *, error_model: bool = True):
         """Gaussian log-likelihood of one image, pure JAX and differentiable.

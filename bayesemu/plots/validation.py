@@ -297,3 +297,37 @@ def plot_umap(embedding_train, color_train, path: str | os.PathLike | None, embe
     ax.set_ylabel("UMAP 2")
     ax.legend(fontsize=8)
     return save(fig, path)
+
+
+def plot_error_model(predicted_rms, actual_rms, noise_floor, noise_sigma: float,
+                     path: str | os.PathLike | None) -> "Figure":
+    """The emulator's stated error against its actual error, and its noise floor.
+
+    Left: per test galaxy, the actual rms pixel error of the mean image
+    against the rms the emulator states (latent spread + error model), log-log
+    with the 1:1 line. Right: the distribution of the noise floor (counts/pixel)
+    over the test galaxies, with the pixel noise marked.
+    """
+    import numpy as np
+
+    fig, axes = new_figure(1, 2, size=(4.6, 4.0))
+    ax = axes[0, 0]
+    lo = max(min(np.min(predicted_rms), np.min(actual_rms)), 1e-6)
+    hi = max(np.max(predicted_rms), np.max(actual_rms))
+    ax.loglog(predicted_rms, actual_rms, ".", ms=3, color=EMU_COLOR, label="test galaxies")
+    ax.plot([lo, hi], [lo, hi], "-", color=TRUE_COLOR, lw=1, label="1:1")
+    ax.set_xlabel("stated rms error per pixel [counts]")
+    ax.set_ylabel("actual rms error per pixel [counts]")
+    ax.set_title("Emulator error: stated vs actual")
+    ax.legend(loc="upper left", fontsize=8)
+    ax = axes[0, 1]
+    floor = np.asarray(noise_floor)
+    bins = np.logspace(np.log10(max(floor.min(), 1e-6)), np.log10(max(floor.max(), 1e-5)), 30)
+    ax.hist(floor, bins=bins, color=EMU_COLOR, alpha=0.8, label="noise floor")
+    ax.axvline(noise_sigma, color=TRUE_COLOR, ls="--", label=f"noise σ = {noise_sigma:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("noise floor [counts/pixel]")
+    ax.set_ylabel("test galaxies")
+    ax.set_title("Below the floor the emulator's error dominates")
+    ax.legend(fontsize=8)
+    return save(fig, path)

@@ -54,6 +54,7 @@ FIGURES = {
     "posterior_comparison": "posterior_comparison.png",
     "latents": "latent_dependency.png",
     "umap": "umap.png",
+    "error_model": "error_model.png",
 }
 
 #: Largest number of training images used for train-set metrics and latents.
