@@ -38,6 +38,11 @@ class Parameter:
         Unit, e.g. ``"arcsec"``, ``"counts"``, ``""`` for dimensionless.
     description : str
         One line for help texts and reports.
+    period : float, optional
+        For an angle (e.g. a position angle of period 180 degrees): the
+        parameter is periodic, and conditioners see it as the point
+        ``(cos 2 pi x / period, sin 2 pi x / period)`` on a circle
+        (:meth:`ParameterSpace.features`), not as a number whose ends are far apart.
     """
 
     name: str
@@ -45,6 +50,7 @@ class Parameter:
     high: float
     unit: str = ""
     description: str = ""
+    period: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -58,6 +64,11 @@ class Parameter:
             )
         object.__setattr__(self, "low", lo)
         object.__setattr__(self, "high", hi)
+        if self.period is not None:
+            per = float(self.period)
+            if not (math.isfinite(per) and per > 0):
+                raise ParameterError(f"period of {self.name!r} must be > 0, got {self.period!r}")
+            object.__setattr__(self, "period", per)
 
     @property
     def width(self) -> float:
@@ -152,7 +163,8 @@ class ParameterSpace:
         for name in bounds:
             self.index(name)
         params = tuple(
-            Parameter(p.name, *bounds[p.name], unit=p.unit, description=p.description)
+            Parameter(p.name, *bounds[p.name], unit=p.unit, description=p.description,
+                      period=p.period)
             if p.name in bounds
             else p
             for p in self.parameters
@@ -203,6 +215,37 @@ class ParameterSpace:
         lows, widths = self.lows, self.highs - self.lows
         return (theta - lows.astype(np.float32)) / widths.astype(np.float32) if _is_f32(theta) \
             else (theta - lows) / widths
+
+    @property
+    def feature_dim(self) -> int:
+        """Number of conditioner features (:meth:`features`): one per parameter, two per
+        periodic one."""
+        return sum(2 if p.period else 1 for p in self.parameters)
+
+    @property
+    def periodic(self) -> bool:
+        return any(p.period for p in self.parameters)
+
+    def features(self, theta):
+        """Conditioner inputs ``[..., F]`` in [0, 1] of physical values ``[..., P]``.
+
+        The unit-cube coordinates (:meth:`to_unit`) of every parameter, except
+        that a periodic one becomes ``(0.5 + 0.5 cos a, 0.5 + 0.5 sin a)`` with
+        ``a = 2 pi x / period``. Works on NumPy and JAX arrays alike (pure,
+        differentiable); without periodic parameters it is :meth:`to_unit`.
+        """
+        if not self.periodic:
+            return self.to_unit(theta)
+        xp = theta.__array_namespace__() if hasattr(theta, "__array_namespace__") else np
+        cols = []
+        for j, p in enumerate(self.parameters):
+            x = theta[..., j]
+            if p.period:
+                a = (2 * math.pi / p.period) * x
+                cols += [0.5 + 0.5 * xp.cos(a), 0.5 + 0.5 * xp.sin(a)]
+            else:
+                cols.append((x - p.low) / p.width)
+        return xp.stack(cols, axis=-1)
 
     def from_unit(self, u):
         """Map unit-cube coordinates ``[..., P]`` to physical values."""
@@ -281,7 +324,7 @@ class ParameterSpace:
         return {
             "parameters": [
                 {"name": p.name, "low": p.low, "high": p.high, "unit": p.unit,
-                 "description": p.description}
+                 "description": p.description, **({"period": p.period} if p.period else {})}
                 for p in self.parameters
             ],
             "constraints": list(self.constraint_names),
@@ -291,7 +334,8 @@ class ParameterSpace:
     def from_dict(cls, d: Mapping) -> "ParameterSpace":
         try:
             params = tuple(
-                Parameter(q["name"], q["low"], q["high"], q.get("unit", ""), q.get("description", ""))
+                Parameter(q["name"], q["low"], q["high"], q.get("unit", ""),
+                          q.get("description", ""), q.get("period"))
                 for q in d["parameters"]
             )
             return cls(params, tuple(d.get("constraints", ())))

@@ -59,10 +59,11 @@ class _Base:
         return space if tuple(names) == tuple(space.names) else space.subspace(names)
 
     def unit_inputs(self, space: ParameterSpace, params: np.ndarray) -> np.ndarray:
-        """Conditioner inputs ``u [N, Pc]`` (unit cube, float32) of ``params [N, P]``."""
+        """Conditioner inputs ``u [N, F]`` (:meth:`ParameterSpace.features` of the
+        conditioned parameters, float32) of ``params [N, P]``."""
         cspace = self.conditioned_space(space)
         cols = [space.index(n) for n in cspace.names]
-        return cspace.to_unit(np.asarray(params, np.float64)[:, cols]).astype(np.float32)
+        return np.asarray(cspace.features(np.asarray(params, np.float64)[:, cols]), np.float32)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -8,6 +8,7 @@ that defines the part, at import time::
     CONDITIONERS    bayesemu.conditioners   "gp", "maf"            Conditioner classes
     PHYSICS         bayesemu.physics        "none", "flux"         PhysicsMode objects
     BACKENDS        bayesemu.inference      "blackjax", "numpyro"  sampler backends
+    PRIORS          bayesemu.priors         "uniform", ...         parameter densities
 
 A new part is one new file that registers itself::
 
@@ -31,7 +32,7 @@ from typing import Callable, Generic, Iterator, TypeVar
 
 from .errors import BayesemuInputError
 
-__all__ = ["Registry", "SIMULATORS", "GENERATORS", "CONDITIONERS", "PHYSICS", "BACKENDS",
+__all__ = ["Registry", "SIMULATORS", "GENERATORS", "CONDITIONERS", "PHYSICS", "BACKENDS", "PRIORS",
            "model_kind", "split_model_kind", "MODEL_ALIASES"]
 
 T = TypeVar("T")
@@ -138,6 +139,7 @@ GENERATORS: Registry = Registry("generator", "bayesemu.generators")
 CONDITIONERS: Registry = Registry("conditioner", "bayesemu.conditioners")
 PHYSICS: Registry = Registry("physics mode", "bayesemu.physics")
 BACKENDS: Registry = Registry("inference backend", "bayesemu.inference.backends")
+PRIORS: Registry = Registry("prior", "bayesemu.priors")
 
 #: Model kind names of release 0.1 that are not ``generator-conditioner`` pairs: none yet;
 #: every ``G-C`` pair of registered parts is a model kind (``pca-gp``, ``vae-maf``, ``pca-maf``).

@@ -250,7 +250,10 @@ def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> d
     best = info.get("generator", {}).get("best_epoch")
     if best is not None:
         metadata["vae_best_epoch"] = int(best)
-    entry = simulator_entry(getattr(dataset, "attrs", {}) or {})
+    attrs = getattr(dataset, "attrs", {}) or {}
+    entry = simulator_entry(attrs)
     if entry is not None:  # the simulator of the training images, by registry name
         metadata["simulator"] = entry
+    if attrs.get("prior") is not None:  # the population density: the inference prior
+        metadata["prior"] = dict(attrs["prior"])
     return metadata

@@ -161,6 +161,13 @@ class Dataset:
         entry = simulator_entry(self.attrs)
         return "unknown" if entry is None else str(entry["name"])
 
+    def prior(self):
+        """The density the parameters were drawn from (:mod:`bayesemu.priors`; uniform on
+        the box for datasets that record none)."""
+        from ..priors import prior_from_entry
+
+        return prior_from_entry(self.attrs.get("prior"), self.space)
+
     def simulator(self):
         """The simulator that drew the images (rebuilt from the attributes), or None."""
         from ..simulators import simulator_of

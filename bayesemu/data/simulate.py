@@ -40,6 +40,8 @@ def _int_arg(name: str, value, minimum: int, allow_none: bool = False):
 def dataset_attrs(simulator, *, n: int, seed: int, chunk_size: int,
                   optimization: str | None) -> dict:
     """The attributes of a dataset of ``n`` images drawn by ``simulator``."""
+    from ..priors import prior_entry
+
     return {
         "simulator": {"name": simulator.name, "config": simulator.config()},
         "seed": int(seed), "n": int(n), "chunk_size": int(chunk_size),
@@ -47,6 +49,7 @@ def dataset_attrs(simulator, *, n: int, seed: int, chunk_size: int,
         "pixel_scale": float(simulator.pixel_scale), "space": simulator.space.to_dict(),
         "design": simulator.design_description(optimization),
         "noise": simulator.noise.to_dict(),
+        "prior": prior_entry(simulator.prior()),
         **simulator.metadata(),
     }
 

@@ -3,7 +3,7 @@
 The generative model (DESIGN.md), for physical parameters theta::
 
     (theta_c, s) = physics.split(theta)    conditioned parameters, exact image scale
-    u = to_unit(theta_c)                   unit-cube conditioner input
+    u = features(theta_c)                  conditioner input (unit cube; angles on a circle)
     z ~ p(z | u)                           conditioner (GP, MAF, ...), calibrated
     mu = s * decode(z)                     generator (PCA, VAE, ...)
     x ~ Normal(mu + s e, sigma^2 I)        e: the error model's residual (if any)
@@ -97,6 +97,17 @@ class Emulator:
         """The parameters the conditioner sees (``flux`` removed in flux mode)."""
         return self.physics_mode.conditioned_space(self.space)
 
+    def prior(self):
+        """The density of the training parameters (:mod:`bayesemu.priors`), the default
+        inference prior; uniform on the box when the model records none."""
+        from ..priors import prior_from_entry
+
+        cached = self.__dict__.get("_prior")
+        if cached is None:
+            cached = prior_from_entry(self.metadata.get("prior"), self.space)
+            object.__setattr__(self, "_prior", cached)
+        return cached
+
     @property
     def identifier(self) -> str:
         fp = self.metadata.get("data_fingerprint", "unknown")
@@ -112,14 +123,18 @@ class Emulator:
 
     # ------------------------------------------------------- pure JAX pieces
     def split(self, theta):
-        """(unit-cube conditioner input u, exact image scale s) for theta [..., P]; pure JAX."""
+        """(conditioner input u, exact image scale s) for theta [..., P]; pure JAX.
+
+        ``u`` are the :meth:`~bayesemu.params.ParameterSpace.features` of the
+        conditioned parameters (their unit-cube coordinates; periodic ones as
+        points on a circle)."""
         theta = jnp.asarray(theta, dtype=jnp.float32)
         if theta.ndim == 0 or theta.shape[-1] != self.space.dim:  # static: safe under jit
             raise BayesemuInputError(
                 f"theta has shape {theta.shape}; the last axis must have length {self.space.dim} "
                 f"({', '.join(self.space.names)})")
         theta_c, s = self.physics_mode.split(self.space, theta)
-        return self.conditioned_space.to_unit(theta_c), s
+        return self.conditioned_space.features(theta_c), s
 
     def mean_image(self, theta):
         """Emulated mean image(s) ``[..., H, W]`` in counts, pure JAX, no checks.

@@ -146,8 +146,8 @@ def load(path):
     cond = parts["conditioner"]
     if (tuple(man["image_shape"]) != emu.image_shape
             or int(cond.latent_dim) != emu.latent_dim
-            or int(getattr(cond, "param_dim", emu.conditioned_space.dim))
-            != emu.conditioned_space.dim
+            or int(getattr(cond, "param_dim", emu.conditioned_space.feature_dim))
+            != emu.conditioned_space.feature_dim
             or not (np.isfinite(emu.pixel_scale) and emu.pixel_scale > 0)):
         raise FileFormatError(f"{mpath}: the weight files do not fit the manifest (image shape, "
                               "latent or parameter dimension, or pixel scale disagree)")

@@ -79,8 +79,15 @@ def resolve_priors(space: ParameterSpace, prior: Mapping | None) -> dict:
     return priors
 
 
+def population_density(forward):
+    """The model's non-uniform parameter density (its ``prior()``), or None (uniform box)."""
+    prior = getattr(forward, "prior", None)
+    density = prior() if callable(prior) else None
+    return None if density is None or getattr(density, "uniform", False) else density
+
+
 def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
-                 latent: str = "marginal", uncertainty: str = "full"):
+                 latent: str = "marginal", uncertainty: str = "full", population=None):
     """numpyro model: theta ~ priors; [z ~ p(z | theta)]; image ~ N(model, sigma^2).
 
     Parameters
@@ -110,11 +117,16 @@ def galaxy_model(image, noise_sigma, frozen=None, *, forward, priors: Mapping,
         error model (``"full"``), the latent spread only, or the plug-in mean
         image (``"none"``); the covariance is ``frozen`` when given, else
         recomputed at every theta.
+    population : Prior, optional
+        A parameter density (:mod:`bayesemu.priors`) multiplied onto
+        ``priors`` as a factor (the training population of an emulator).
     """
     names = forward.space.names
     theta = jnp.stack([numpyro.sample(n, priors[n]) for n in names])
     if forward.space.constraints:  # e.g. |g| < 1: the prior is the box restricted by them
         numpyro.factor("constraints", forward.space.log_constraint(theta))
+    if population is not None:
+        numpyro.factor("population", population.log_prob(theta))
     if latent == "sample" and _non_centred(forward):
         eps = numpyro.sample(NOISE_SITE, dist.Normal(0.0, 1.0).expand(
             (forward.latent_dim,)).to_event(1))
@@ -188,15 +200,20 @@ class LogDensity(NamedTuple):
 
 
 def build_log_density(forward, priors: Mapping, latent: str = "marginal",
-                      uncertainty: str = "full", anchor: bool = True) -> LogDensity:
+                      uncertainty: str = "full", anchor: bool = True,
+                      population="model") -> LogDensity:
     """Pure log-density functions of :func:`galaxy_model` for ``forward``.
 
     ``uncertainty`` (emulators, ``latent="marginal"``): ``"full"``,
     ``"latent"`` or ``"none"`` (:data:`UNCERTAINTY_MODES`); with ``anchor``
     the emulator's covariance pieces are held at a posterior mode (see
     :meth:`bayesemu.emulator.Emulator.frozen_uncertainty`), else recomputed at
-    every theta.
+    every theta. ``population``: ``"model"`` (default) multiplies the model's own
+    non-uniform parameter density (:func:`population_density`) onto ``priors``;
+    None leaves ``priors`` alone; a :class:`~bayesemu.priors.Prior` uses that one.
     """
+    if population == "model":
+        population = population_density(forward)
     if latent not in LATENT_MODES:
         raise BayesemuInputError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
     uncertainty, anchor = resolve_uncertainty(uncertainty, anchor)
@@ -204,7 +221,7 @@ def build_log_density(forward, priors: Mapping, latent: str = "marginal",
         raise BayesemuInputError(
             f"latent='sample' needs a model with latent variables; {forward.identifier!r} has none")
     model = partial(galaxy_model, forward=forward, priors=dict(priors), latent=latent,
-                    uncertainty=uncertainty)
+                    uncertainty=uncertainty, population=population)
     h, w = forward.image_shape
     zeros = jnp.zeros((max(int(getattr(forward, "latent_dim", 0)), 1),))
     probe = numpyro.handlers.substitute(numpyro.handlers.seed(model, 0),

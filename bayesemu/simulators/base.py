@@ -135,8 +135,12 @@ class Simulator(Protocol):
     def design(self, n: int, seed: int, optimization: str | None = "random-cd") -> np.ndarray:
         """Parameters ``[n, P]`` of a training set (physical units)."""
 
+    def prior(self):
+        """The density the parameters follow (:mod:`bayesemu.priors`): the inference
+        prior of emulators trained on this simulator's data."""
+
     def prior_draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` draws ``[n, P]`` of the inference prior (SBC's true parameters)."""
+        """``n`` draws ``[n, P]`` of :meth:`prior` (SBC's true parameters)."""
 
     def exact_model(self) -> Any | None:
         """A differentiable exact :class:`~bayesemu.inference.ForwardModel`, or None."""
@@ -188,9 +192,15 @@ class SimulatorBase:
         return {"optimization": optimization, "criterion": "centred L2 discrepancy",
                 "space": "unit cube mapped linearly to the parameter bounds"}
 
-    def prior_draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def prior(self):
         """Uniform on the box, restricted by the space's constraints."""
-        return self.space.uniform_draws(int(n), rng)
+        from ..priors import UniformPrior
+
+        return UniformPrior(self.space)
+
+    def prior_draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of :meth:`prior`."""
+        return self.prior().sample(int(n), rng)
 
     def exact_model(self):
         return None

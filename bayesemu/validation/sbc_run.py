@@ -3,8 +3,9 @@
 The loop of :func:`run_sbc`, for ``R`` replicates (Talts et al. 2018,
 arXiv:1804.06788; DESIGN.md "metrics.json")::
 
-    θ*_r ~ prior                      uniform on the emulator's parameter box (its
-                                      constraints, e.g. |g| < 1, included)
+    θ*_r ~ prior                      the emulator's parameter density (uniform on its
+                                      box and constraints, e.g. |g| < 1, for the
+                                      analytic data): the inference prior
     x_r  = simulator(θ*_r) + ε_r      ε_r ~ Normal(0, σ² I); the TRUE simulator (any
                                       :class:`~bayesemu.simulators.Simulator`, e.g.
                                       the analytic GalSim one)
@@ -169,20 +170,17 @@ class CalibrationSummary(NamedTuple):
     ecdf: Any
 
 
-def prior_draws(space: ParameterSpace, n: int, seed: int) -> np.ndarray:
-    """``n`` draws of the inference prior: uniform on the box of ``space``, |g| < 1.
-
-    Parameters
-    ----------
-    space : ParameterSpace
-    n : int
-    seed : int
+def prior_draws(space: ParameterSpace, n: int, seed: int, prior=None) -> np.ndarray:
+    """``n`` draws of the inference prior: ``prior`` (a :mod:`bayesemu.priors`
+    density, e.g. ``emulator.prior()``), or uniform on the box of ``space`` and its
+    constraints (|g| < 1).
 
     Returns
     -------
     ndarray float64 [n, P], physical units.
     """
-    return space.uniform_draws(int(n), row_rng(int(seed), 0))
+    rng = row_rng(int(seed), 0)
+    return space.uniform_draws(int(n), rng) if prior is None else prior.sample(int(n), rng)
 
 
 def simulate_observations(theta, *, simulator=None, noise_sigma: float, seed: int,
@@ -378,7 +376,9 @@ def run_sbc(emulator, *, simulator=None, noise_sigma: float, settings: SBCSettin
             raise BayesemuInputError(f"SBC: {why}")
     space = emulator.space
     t0 = time.perf_counter()
-    theta = prior_draws(space, s.n_replicates, seed)
+    from ..inference.model import population_density
+
+    theta = prior_draws(space, s.n_replicates, seed, population_density(emulator))
     if s.simulator == "emulator":
         images = emulate_observations(emulator, theta, noise_sigma=noise_sigma, seed=seed,
                                       uncertainty=s.uncertainty)
