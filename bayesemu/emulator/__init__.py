@@ -4,6 +4,7 @@
 
     core          Emulator: predict, sample, log_likelihood, uncertainty (pure JAX pieces)
     likelihood    plug-in, projected (affine decoders) and Woodbury marginal likelihoods
+    diagnostics   the noise floor and the stated rms error at a parameter vector
     error_model   the emulator's own error learned on held-out images
     persistence   save / load (JSON manifest + safetensors, no pickle)
 """

@@ -293,46 +293,18 @@ class Emulator:
                                           unc.error_isotropic, gram=gram)
 
     def noise_floor(self, theta, *, latent: bool = True, error: bool = True):
-        """The noise level (counts/pixel) below which the emulator's error dominates, at theta.
+        """The noise (counts/pixel) below which the emulator's error dominates at theta;
+        see :func:`bayesemu.emulator.diagnostics.noise_floor`. Pure JAX."""
+        from .diagnostics import noise_floor
 
-        The square root of the largest eigenvalue of the emulator's own image
-        covariance (latent spread and error model, times the image scale
-        squared): for a pixel noise sigma below it, some direction of the image
-        is known less well from the emulator than from the data, and the
-        posterior is limited by the emulator (calibrated, but wider than an
-        exact model's). Pure JAX.
-        """
-        u, s = self.split(theta)
-        unc = self.uncertainty(theta, latent=latent, error=error)
-        w = 0.0 if unc.error_isotropic is None else unc.error_isotropic
-        parts = self._linear_parts()
-        if parts is not None:
-            S = unc.latent
-            lat = jnp.square(S.factor) if S.diagonal else jnp.linalg.eigvalsh(
-                S.factor @ S.factor.T)
-            top = parts.c**2 * jnp.max(lat)
-            if unc.error_variance is not None:
-                top = jnp.maximum(top, jnp.max(unc.error_variance))
-        else:
-            F = unc.image_factor
-            top = jnp.max(jnp.linalg.eigvalsh(F.T @ F))
-        return jnp.sqrt(s * s * (top + w))
+        return noise_floor(self, theta, latent=latent, error=error)
 
     def error_rms(self, theta, *, latent: bool = True, error: bool = True):
-        """The emulator's stated rms error per pixel at theta (counts): the square root of
-        the trace of its image covariance over the number of pixels. Pure JAX."""
-        u, s = self.split(theta)
-        unc = self.uncertainty(theta, latent=latent, error=error)
-        n = int(np.prod(self.image_shape))
-        w = 0.0 if unc.error_isotropic is None else unc.error_isotropic
-        parts = self._linear_parts()
-        if parts is not None:
-            tr = parts.c**2 * jnp.sum(jnp.square(unc.latent.factor))
-            if unc.error_variance is not None:
-                tr = tr + jnp.sum(unc.error_variance)
-        else:
-            tr = jnp.sum(jnp.square(unc.image_factor))
-        return jnp.abs(s) * jnp.sqrt((tr + n * w) / n)
+        """The emulator's stated rms error per pixel at theta (counts); see
+        :func:`bayesemu.emulator.diagnostics.error_rms`. Pure JAX."""
+        from .diagnostics import error_rms
+
+        return error_rms(self, theta, latent=latent, error=error)
 
     def log_likelihood(self, theta, image, noise_sigma, emulator_uncertainty: bool = True,
                        frozen=None, *, error_model: bool = True):
