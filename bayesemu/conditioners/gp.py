@@ -26,7 +26,7 @@ Prediction cost (evaluated at every NUTS leapfrog step)
 -------------------------------------------------------
 The mean uses ``alpha_l = (K_l + s_l I)^{-1} y_l`` precomputed on all N
 points (in float64, stored in float32): one ``u`` costs O(N P L).
-Above 8192 training points (``n_inducing="auto"``, or any ``n_inducing=M``)
+Above 2048 training points (``n_inducing="auto"``, or any ``n_inducing=M``)
 the mean is a subset-of-regressors GP instead: it still conditions on all N
 points, through M farthest-point inducing inputs, and one ``u`` costs
 O(M P L).

@@ -5,8 +5,8 @@ subsets (hyperparameters, leave-one-out points) and the farthest-point
 inducing inputs; fit the hyperparameters on their subset
 (:mod:`~bayesemu.conditioners.gp_hyper`); then condition every dimension on
 all N points once, in float64 (:mod:`~bayesemu.conditioners.gp_linalg`):
-exact up to 8192 points (``n_inducing="auto"``), a subset-of-regressors mean
-above (scipy Cholesky: O(N^3 L) or O(N M^2 L) time, O(N^2) or O(N M)
+exact up to 2048 points (``n_inducing="auto"``), a subset-of-regressors mean
+with 1024 inducing inputs above (scipy Cholesky: O(N^3 L) or O(N M^2 L) time, O(N^2) or O(N M)
 memory); the DTC variance factor; with ``variance="loo"`` the closed-form
 leave-one-out residuals. Noise terms are raised tenfold until the Cholesky
 factor exists (counted in ``GPFitInfo.jitter_boosts``).
@@ -37,7 +37,7 @@ from .kernels import KERNELS
 __all__ = ["GPFitInfo", "fit_gp"]
 
 #: ``n_inducing="auto"``: exact GP mean up to this many points, SoR with _AUTO_INDUCING above.
-_AUTO_EXACT_MAX = 8192
+_AUTO_EXACT_MAX = 2048
 _AUTO_INDUCING = 1024
 #: Noise raises (x10 each) tried before a dimension's kernel matrix counts as singular.
 _MAX_BOOSTS = 8
@@ -249,10 +249,11 @@ def fit_gp(rng_key, u, z=None, *, n_hyper: int = 1024, steps: int = 200,
         to fit, O(M P L) per predicted point instead of O(N P L)), and the
         ``"loo"`` residuals are the SoR model's own, in closed form through
         the Woodbury identity. ``None``: always the exact GP (O(N^3) time,
-        O(N^2) memory). ``"auto"`` (default): exact up to N = 8192 points,
-        SoR with M = 1024 above (exact at N = 16384 needs 2 GiB per kernel
-        matrix and ~1.5 TFLOP per latent dimension). An integer M >= N
-        means exact. Accuracy against the exact GP: benchmarks/scaling.py.
+        O(N^2) memory). ``"auto"`` (default): exact up to N = 2048 points,
+        SoR with M = 1024 above: at N = 4096 the SoR mean has the exact
+        mean's shear bias (m within 1e-4) at ~2.5x its likelihood speed
+        (benchmarks/results/gp_inducing/). An integer M >= N means exact;
+        ``None`` forces the exact GP at any N.
     progress : bool
         Show a progress bar (set by the caller: reserved option).
     return_info : bool
