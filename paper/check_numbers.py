@@ -187,10 +187,11 @@ def check_text(md: str, root: Path = REPO,
             if not nums:
                 continue       # a block without numbers may name files still to be made
             for m in missing:
-                problems.append(Problem(label, m, "named results file does not exist"))
+                problems.append(Problem(label, m, "named results file does not exist (or is a *_quick file)"))
             if not files:
-                problems.append(Problem(label, nums[0].text,
-                                        "quotes numbers but names no benchmarks/results file"))
+                if not missing:
+                    problems.append(Problem(label, nums[0].text,
+                                            "quotes numbers but names no benchmarks/results file"))
                 continue
             values = [v for f in files for v in json_numbers(json.loads(f.read_text()))]
             for q in nums:
