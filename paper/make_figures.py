@@ -88,7 +88,9 @@ def load_json(path: Path) -> dict:
 
 
 def rel(path: Path) -> str:
-    return str(Path(path).resolve().relative_to(REPO))
+    """``path`` relative to the repository (as given when outside it)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(path)
 
 
 # --------------------------------------------------------------------------- the small run
