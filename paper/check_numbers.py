@@ -13,8 +13,8 @@ prints):
    numbers may name the files a command is still to write). ``*_quick*`` files never count (they are
    git-ignored smoke outputs).
 3. **What is not a number.** Removed before parsing: fenced code, inline code spans
-   (commands, paths, commit hashes), citations ``[@key]``, link and image targets,
-   HTML comments, and **spans marked as not measurements**: ``[text]{.nm}`` (pandoc's
+   (commands, paths, commit hashes), citations ``[@key]``, link and image targets and
+   image attributes (``{width=60%}``), HTML comments, and **spans marked as not measurements**: ``[text]{.nm}`` (pandoc's
    bracketed-span syntax, rendered as plain text). Use ``{.nm}`` for settings and
    counts chosen by the user (σ = 30, 512 training images, the 90% level, years,
    requirements such as 2e-3), never for a measured value. A digit glued to a letter
@@ -49,7 +49,7 @@ _CODE = re.compile(r"`([^`]*)`")
 _NM = re.compile(r"\[([^\[\]]*)\]\{\.nm\}")
 _CITE = re.compile(r"\[@[^\]]*\]|@[A-Za-z][\w:-]*")
 _TARGET = re.compile(r"\]\([^)]*\)")
-_ATTR = re.compile(r"\{[#.][^}]*\}")
+_ATTR = re.compile(r"\{[#.][^}]*\}|(?<=\])\{[^}]*\}")   # {#id .class}, ![..](..){width=60%}
 _RESULTS_PATH = re.compile(r"benchmarks/results/[^\s`]*\.json")
 NUMBER = re.compile(
     r"(?<![\w.\-−+])"                          # not glued to a word, a point or a sign
@@ -157,7 +157,7 @@ def quoted_numbers(text: str) -> list[Quoted]:
     t = _CODE.sub(" ", t)
     t = _NM.sub(" ", t)
     t = _CITE.sub(" ", t)
-    t = _TARGET.sub("]", t)
+    t = _TARGET.sub("]", t)    # ![cap](path){width=60%} -> ![cap]{width=60%}
     t = _ATTR.sub(" ", t)
     return [parse_number(m) for m in NUMBER.finditer(t)]
 

@@ -165,7 +165,8 @@ def test_checker_rounding_rule(tmp_path):
 
 def test_checker_exemptions_and_words(tmp_path):
     text = ("`benchmarks/results/fake/run.json` at commit `964fde0`, [σ = 30]{.nm} and "
-            "[512]{.nm} images, m1 and H200 and the 90th percentile [@rowe2015galsim]: 0.5.")
+            "[512]{.nm} images, m1 and H200 and the 90th percentile [@rowe2015galsim]: 0.5.\n\n"
+            "![A 0.5 caption (`benchmarks/results/fake/run.json`).](figures/f2.png){width=55%}")
     assert _fake(tmp_path, {"a": 0.5}, text) == []
 
 
