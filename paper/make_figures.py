@@ -9,7 +9,7 @@ Two kinds of figure:
   the package's own validation functions (``bayesemu.validation``) and figures
   (``bayesemu.plots``). ``--quick`` makes it test-sized (32x32 stamps, 128
   training images, 3 VAE epochs: about two minutes on two busy cores); without
-  it, 64x64 stamps, 1024 training images, 40 VAE epochs (several minutes).
+  it, 64x64 stamps, 512 training images, 30 VAE epochs (about ten minutes of CPU).
 * **results figures** are drawn from JSON (or npz) files under
   ``benchmarks/results/`` only. Each is a small function keyed on a glob of
   results files; when no committed file matches, the figure is skipped with a
@@ -115,7 +115,7 @@ def run_settings(quick: bool) -> dict:
     """Sizes of the small run (``quick``: test-sized)."""
     if quick:
         return {"stamp": 32, "n_train": 128, "n_test": 48, "vae_epochs": 3, "gp_steps": 20}
-    return {"stamp": 64, "n_train": 1024, "n_test": 256, "vae_epochs": 40, "gp_steps": 100}
+    return {"stamp": 64, "n_train": 512, "n_test": 256, "vae_epochs": 30, "gp_steps": 50}
 
 
 def small_run(quick: bool, seed: int = 0) -> SmallRun:
