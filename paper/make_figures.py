@@ -434,6 +434,10 @@ def fig_gp_inducing(path, files):
     axes[0, 1].set_title("log-likelihood value+grad / s", fontsize=9)
     axes[0, 2].bar(x, [rows[k]["inference"]["min_ess_per_s"] for k in labels])
     axes[0, 2].set_title("NUTS min bulk ESS / s", fontsize=9)
+    emcee = (d.get("galsim_emcee") or {}).get("min_ess_per_s")
+    if emcee:
+        axes[0, 2].axhline(emcee, color="k", ls="--", lw=1, label="GalSim + emcee")
+        axes[0, 2].legend(fontsize=7)
     for ax in axes[0]:
         ax.set_xticks(x, [f"M={k}" if k != "exact" else "exact" for k in labels], fontsize=8)
     save(fig, path)

@@ -211,7 +211,8 @@ def test_results_figures_draw_the_formats_they_are_keyed_on(tmp_path):
            "inference": {"min_ess_per_s": 700.0}}
     inputs = {
         "noise_sweep_coverage": _write(tmp_path / "ns.json", {"sweep": sweep}),
-        "gp_inducing": _write(tmp_path / "gi.json", {"rows": {"exact": row, "512": row}}),
+        "gp_inducing": _write(tmp_path / "gi.json", {"rows": {"exact": row, "512": row},
+                                                      "galsim_emcee": {"min_ess_per_s": 13.0}}),
         "sbc_ranks": npz,
         "inference_ess": _write(tmp_path / "ra.json", {"inference": {
             "pca-gp/blackjax": {"min_ess_per_s": 700.0}, "jax_galsim_nuts": {"min_ess_per_s": 10.0},
