@@ -6,6 +6,7 @@
     AnalyticSimulator            "analytic": GalSim exponential ⊗ Gaussian PSF (report 2.1.1)
     JaxGalsimModel               the same galaxy in JAX-GalSim (exact, differentiable)
     CosmosCatalogSimulator       "cosmos": a GalSim COSMOS catalog, parametric fits or real stamps
+    CosmosPopulationSimulator    "cosmos-population": offline COSMOS-like population (stand-in)
     simulator_from_config(d)     rebuild the simulator a dataset names
     simulator_of(dataset)        the simulator of a Dataset, or None
 
@@ -24,9 +25,11 @@ from ..registry import SIMULATORS
 from .analytic import ANALYTIC_NAMES, GSPARAMS, AnalyticSimulator, JaxGalsimModel
 from .base import GaussianNoise, Simulator, SimulatorBase, check_stamp, noise_from_dict, row_rng
 from .cosmos_catalog import CosmosCatalogSimulator
+from .cosmos_population import CosmosPopulationSimulator
 
 __all__ = ["Simulator", "SimulatorBase", "GaussianNoise", "AnalyticSimulator", "JaxGalsimModel",
-           "ANALYTIC_NAMES", "GSPARAMS", "CosmosCatalogSimulator", "SIMULATORS", "simulator_from_config", "simulator_of",
+           "ANALYTIC_NAMES", "GSPARAMS", "CosmosCatalogSimulator",
+           "CosmosPopulationSimulator", "SIMULATORS", "simulator_from_config", "simulator_of",
            "exact_model", "noise_from_dict", "row_rng", "check_stamp"]
 
 #: Chunk drawers of format-1 datasets written by bayesemu 0.1, by the simulator they name.
