@@ -197,38 +197,37 @@ class GaussianCopulaPrior:
         return cls(space, copula, transforms, probs, knots, corr / np.outer(d, d))
 
     # ------------------------------------------------------------ density
-    def _t(self, n, x, xp):
-        return xp.log(x) if self.transforms[n] == "log" else x
-
     def _t_inv(self, n, t):
         return np.exp(t) if self.transforms[n] == "log" else t
 
     def log_prob(self, theta):
         """log density of ``theta [P]`` (JAX, differentiable a.e.; -inf outside the support)."""
+        import jax
         import jax.numpy as jnp
         from jax.scipy.special import ndtri
 
-        total, zs, inside = 0.0, [], True
-        for n, j in zip(self.copula, self._cols):
-            x = theta[j]
-            knots = jnp.asarray(self.knots[n], dtype=jnp.result_type(float))
-            t = self._t(n, jnp.maximum(x, 1e-30) if self.transforms[n] == "log" else x, jnp)
-            slope = jnp.asarray(np.diff(self.probs) / np.diff(self.knots[n]), knots.dtype)
-            seg = jnp.clip(jnp.searchsorted(knots, t, side="right") - 1, 0, len(knots) - 2)
-            total = total + jnp.log(slope[seg])
-            if self.transforms[n] == "log":
-                total = total - t                             # |dt/dx| = 1/x
-            u = jnp.clip(jnp.interp(t, knots, jnp.asarray(self.probs, knots.dtype)),
-                         1e-6, 1 - 1e-6)
-            zs.append(ndtri(u))
-            inside = inside & (t >= knots[0]) & (t <= knots[-1])
-        z = jnp.stack(zs)
-        total = total - 0.5 * z @ jnp.asarray(self._prec_minus_eye, z.dtype) @ z \
+        dtype = jnp.result_type(theta.dtype if hasattr(theta, "dtype") else float)
+        knots = jnp.asarray(np.stack([self.knots[n] for n in self.copula]), dtype)   # [C, K]
+        slopes = jnp.asarray(np.stack([np.diff(self.probs) / np.diff(self.knots[n])
+                                       for n in self.copula]), dtype)              # [C, K-1]
+        probs = jnp.asarray(self.probs, dtype)
+        is_log = np.array([self.transforms[n] == "log" for n in self.copula])
+        x = jnp.stack([theta[j] for j in self._cols])
+        t = jnp.where(is_log, jnp.log(jnp.where(is_log, jnp.maximum(x, 1e-30), 1.0)), x)
+        seg = jax.vmap(lambda k, v: jnp.searchsorted(k, v, side="right"))(knots, t) - 1
+        seg = jnp.clip(seg, 0, knots.shape[1] - 2)
+        log_marg = jnp.log(jnp.take_along_axis(slopes, seg[:, None], axis=1)[:, 0])
+        log_marg = log_marg - jnp.where(is_log, t, 0.0)                # |dt/dx| = 1/x
+        u = jax.vmap(lambda k, v: jnp.interp(v, k, probs))(knots, t)
+        z = ndtri(jnp.clip(u, 1e-6, 1 - 1e-6))
+        total = jnp.sum(log_marg) - 0.5 * z @ jnp.asarray(self._prec_minus_eye, dtype) @ z \
             - 0.5 * self._logdet
-        for p in self.space:
-            if p.name not in self.copula:
-                x = theta[self.space.index(p.name)]
-                inside = inside & (x >= p.low) & (x <= p.high)
+        inside = jnp.all((t >= knots[:, 0]) & (t <= knots[:, -1]))
+        rest = [j for j, p in enumerate(self.space) if p.name not in self.copula]
+        if rest:
+            xr = jnp.stack([theta[j] for j in rest])
+            inside = inside & jnp.all((xr >= self.space.lows[rest])
+                                      & (xr <= self.space.highs[rest]))
         return jnp.where(inside, total, -jnp.inf)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
