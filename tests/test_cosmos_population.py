@@ -158,3 +158,22 @@ def test_simulate_a_population_dataset(sim, tmp_path):
     resid = noisy - ds.load_images()
     assert abs(resid.var() / sim.noise.pixel_variance - 1) < 0.15
     assert abs(ds.noise_sigma - sim.noise.sigma) < 1e-12 * sim.noise.sigma
+
+
+@pytest.mark.slow
+def test_population_trains_and_infers_with_its_density_as_prior():
+    """End to end (slow: ~4 min on 2 shared cores): simulate, train a PCA-GP, infer."""
+    sim = CosmosPopulationSimulator()
+    ds = bayesemu.simulate(sim, 64, seed=0, progress=False)
+    emu = bayesemu.train(ds, generator="pca", conditioner="gp", progress=False,
+                         generator_options={"variance_threshold": 0.99},
+                         conditioner_options={"steps": 10})
+    assert emu.prior().name == "gaussian-copula"          # the population, not a box
+    assert emu.conditioned_space.feature_dim == emu.conditioned_space.dim + 1   # β on a circle
+    obs = ds.noisy_images(1, indices=[3])[0]
+    idata = bayesemu.infer(emu, obs, ds.noise_sigma, num_chains=1, num_warmup=100,
+                           num_samples=100, check=False)
+    draws = np.stack([idata.posterior[n].values.ravel() for n in sim.space.names], -1)
+    sim.space.validate(draws)                             # inside the population's support
+    with pytest.raises(bayesemu.errors.ParameterError, match="'q'"):
+        emu.predict(np.array([[50.0, 0.3, 1.0, 1.5, 10.0, 0.5]]))

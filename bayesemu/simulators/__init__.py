@@ -18,6 +18,7 @@ so it registers when the package is imported.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from ..errors import BayesemuInputError, FileFormatError
@@ -47,9 +48,21 @@ def simulator_from_config(entry: Mapping[str, Any]):
     """
     try:
         cls = SIMULATORS.get(entry["name"])
-        return cls.from_config(dict(entry["config"]))
+        key = (cls, json.dumps(entry["config"], sort_keys=True, default=str))
+        sim = _BUILT.get(key)
+        if sim is None:
+            sim = cls.from_config(dict(entry["config"]))
+            _BUILT[key] = sim
+            while len(_BUILT) > 4:
+                _BUILT.pop(next(iter(_BUILT)))
+        return sim
     except (KeyError, TypeError, BayesemuInputError) as exc:
         raise FileFormatError(f"dataset names a simulator that cannot be built ({exc})") from None
+
+
+#: The last few simulators built from configs: a chunk task rebuilds its dataset's simulator
+#: for every chunk, and reading a COSMOS catalog or tabulating a PSF is not free.
+_BUILT: dict = {}
 
 
 def _legacy_entry(attrs: Mapping[str, Any]) -> dict | None:
