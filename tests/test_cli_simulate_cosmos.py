@@ -85,3 +85,25 @@ def test_population_bad_inputs_exit_2(tmp_path, capsys):
     code, _, err = _run(["simulate", "cosmos", "--catalog-dir", str(tmp_path),
                          "--out", str(tmp_path / "x.zarr")], capsys)
     assert code == 2 and "--real" in err and len(err.strip().splitlines()) == 1
+
+
+def test_population_from_a_users_fit(shared_data, tmp_path, capsys):
+    """A population fitted to another COSMOS fit table (here the 100-galaxy example's)."""
+    from bayesemu.simulators.cosmos_population import main as fit_main
+
+    fit = tmp_path / "fit.json"
+    assert fit_main([str(shared_data / "galsim_cosmos_example"
+                         / "real_galaxy_catalog_23.5_example_fits.fits"), str(fit)]) == 0
+    out = tmp_path / "u.zarr"
+    code, _, err = _run(["simulate", "cosmos-population", "--n", "3", "--stamp", "32",
+                         "--fit", str(fit), "--out", str(out), *FAST], capsys)
+    assert code == 0, err
+    ds = load_dataset(out)
+    from astropy.io import fits
+
+    mag = fits.getdata(shared_data / "galsim_cosmos_example"
+                       / "real_galaxy_catalog_23.5_example_fits.fits")["mag_auto"]
+    assert ds.space["flux"].high == pytest.approx(10 ** (-0.4 * (mag.min() - 25.94)))
+    code, _, err = _run(["simulate", "cosmos-population", "--n", "3", "--fit",
+                         str(tmp_path / "none.json"), "--out", str(tmp_path / "v.zarr")], capsys)
+    assert code == 2 and "does not exist" in err

@@ -8,7 +8,7 @@
 
     bayesemu simulate cosmos-population --n 20000 --seed 0 --out pop.zarr
         [--stamp 64 --scale 0.03 --psf acs|gaussian:FWHM --knots 5 50
-        --max-knot-fraction 0.3] [execution options]
+        --max-knot-fraction 0.3 --fit FIT.json] [execution options]
 
 ``cosmos`` reads a catalog in GalSim's COSMOS format unchanged (the 25.2
 sample of ``galsim_download_cosmos``, default file name
@@ -82,6 +82,11 @@ def register(generators) -> None:
                    help="number of clumps per galaxy, uniform in [MIN, MAX] (default 5 50)")
     q.add_argument("--max-knot-fraction", type=float, default=0.3, metavar="F",
                    help="fraction of the flux in clumps, uniform in [0, F] (default 0.3)")
+    q.add_argument("--fit", default=None, metavar="FIT.json",
+                   help="population density to draw from (default: the shipped fit to 500 "
+                        "COSMOS galaxies); make one from any COSMOS parametric-fit table, e.g. "
+                        "the 25.2 sample's, with python -m bayesemu.simulators.cosmos_population "
+                        "FITS FIT.json")
     add_execution_options(q)
     q.set_defaults(func=run_population)
 
@@ -121,5 +126,5 @@ def run_population(args: argparse.Namespace) -> int:
 
     sim = CosmosPopulationSimulator(stamp=args.stamp, pixel_scale=args.scale, seed=args.seed,
                                     psf=args.psf, knots=tuple(args.knots),
-                                    max_knot_fraction=args.max_knot_fraction)
+                                    max_knot_fraction=args.max_knot_fraction, fit=args.fit)
     return _run(sim, args.n, args.seed, args)

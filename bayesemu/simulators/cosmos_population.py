@@ -363,7 +363,12 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     out = Path(args[1]) if len(args) == 2 else FIT_FILE
-    out.write_text(json.dumps(fit_population(args[0]), indent=1) + "\n")
+    try:
+        fit = fit_population(args[0])
+    except BayesemuInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out.write_text(json.dumps(fit, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 
