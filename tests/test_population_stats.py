@@ -12,14 +12,15 @@ from bayesemu.validation.population import (compare_populations, paired_mean_rat
 
 @pytest.fixture(scope="module")
 def galaxies():
-    sim = CosmosPopulationSimulator(stamp=32)
-    theta = sim.design(120, seed=4)
+    n, psf = 80, "gaussian:0.1"                                # Gaussian PSF: fast FFTs
+    sim = CosmosPopulationSimulator(stamp=32, psf=psf)
+    theta = sim.design(n, seed=4)
     theta[:, 1] = np.clip(theta[:, 1], 0.05, 0.35)            # sizes that fit 32 pixels
-    truth = sim.draw(theta, rows=np.arange(120))
-    other = CosmosPopulationSimulator(stamp=32, seed=9).draw(theta, rows=np.arange(120))
+    truth = sim.draw(theta, rows=np.arange(n))
+    other = CosmosPopulationSimulator(stamp=32, psf=psf, seed=9).draw(theta, rows=np.arange(n))
     big = theta.copy()
     big[:, 1] *= 1.2
-    larger = sim.draw(big, rows=np.arange(120))
+    larger = sim.draw(big, rows=np.arange(n))
     return truth, other, larger
 
 
