@@ -18,6 +18,7 @@ so it registers when the package is imported.
 
 from __future__ import annotations
 
+import atexit
 import json
 from typing import Any, Mapping
 
@@ -63,6 +64,9 @@ def simulator_from_config(entry: Mapping[str, Any]):
 #: The last few simulators built from configs: a chunk task rebuilds its dataset's simulator
 #: for every chunk, and reading a COSMOS catalog or tabulating a PSF is not free.
 _BUILT: dict = {}
+# freed before the interpreter tears modules down (GalSim's RealGalaxyCatalog closes its
+# FITS files in __del__, which fails once astropy is half torn down)
+atexit.register(_BUILT.clear)
 
 
 def _legacy_entry(attrs: Mapping[str, Any]) -> dict | None:
