@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import BayesemuInputError, FileFormatError, ParameterError
 from ..params import ParameterSpace
 from .store import (check_output_path, create_store, finalize_store, open_store, prepare_output,
-                    store_status, write_image_chunk, write_params)
+                    read_columns, store_status, write_columns, write_image_chunk, write_params)
 
 __all__ = ["Dataset", "load_dataset", "from_arrays", "VOLATILE_ATTRS"]
 
@@ -51,11 +51,16 @@ class Dataset:
         Metadata (generator, PSF, seed, versions, ...).
     path : path-like, optional
         The Zarr store the dataset was loaded from, if any.
+    columns : mapping name -> array [N], optional
+        Per-row numbers the simulator recorded beside the parameters (catalog
+        ``ident`` and ``catalog_index``, a real stamp's ``noise_variance``, a
+        population galaxy's clump count ``n_knots`` and ``knot_fraction``).
     """
 
     def __init__(self, images, params, space: ParameterSpace, *, pixel_scale: float,
                  noise_sigma: float = 30.0, attrs: Mapping[str, Any] | None = None,
-                 path: str | os.PathLike | None = None):
+                 path: str | os.PathLike | None = None,
+                 columns: Mapping[str, Any] | None = None):
         params = np.asarray(params, dtype=np.float64)
         if len(getattr(images, "shape", ())) != 3:
             raise BayesemuInputError(
@@ -70,6 +75,10 @@ class Dataset:
         self.noise_sigma = float(noise_sigma)
         self.attrs = dict(attrs or {})
         self.path = None if path is None else Path(path)
+        self.columns = {k: np.asarray(v) for k, v in (columns or {}).items()}
+        bad = [k for k, v in self.columns.items() if v.shape != (params.shape[0],)]
+        if bad:
+            raise BayesemuInputError(f"row columns {bad} must have shape [{params.shape[0]}]")
 
     # ------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -138,7 +147,10 @@ class Dataset:
             seed and ``i`` (its index in this dataset), so asking for a subset
             of rows gives the same noise as slicing the full result.
         sigma : float, optional
-            Noise standard deviation, counts/pixel (default ``noise_sigma``).
+            Gaussian noise standard deviation, counts/pixel. Default: the
+            dataset's noise model (Gaussian of ``noise_sigma``; COSMOS
+            correlated noise for COSMOS populations; nothing for real stamps,
+            whose noise is already in the images).
         indices : array-like of int, optional
             Rows to return (default: all).
 
@@ -146,9 +158,13 @@ class Dataset:
         -------
         np.ndarray, float32 [len(indices), H, W]
         """
-        from ..simulators.base import GaussianNoise
+        from ..simulators.base import GaussianNoise, noise_from_dict
 
-        noise = GaussianNoise(self.noise_sigma if sigma is None else sigma)
+        stored = self.attrs.get("noise") or {}
+        if sigma is None and stored.get("model", "gaussian") != "gaussian":
+            noise = noise_from_dict(stored)        # e.g. COSMOS correlated noise
+        else:
+            noise = GaussianNoise(self.noise_sigma if sigma is None else sigma)
         rows = self._rows(indices)
         return noise.add(self.load_images(rows), _entropy(rng_key_or_seed), rows)
 
@@ -182,7 +198,8 @@ class Dataset:
         attrs["subset_of"] = self.fingerprint()
         attrs["n"] = int(rows.size)
         return Dataset(self.load_images(rows), self.params[rows], self.space,
-                       pixel_scale=self.pixel_scale, noise_sigma=self.noise_sigma, attrs=attrs)
+                       pixel_scale=self.pixel_scale, noise_sigma=self.noise_sigma, attrs=attrs,
+                       columns={k: v[rows] for k, v in self.columns.items()})
 
     def split(self, n_test: int | float | None = None, seed: int = 0, *,
               test_fraction: float | None = None) -> tuple["Dataset", "Dataset"]:
@@ -273,10 +290,13 @@ class Dataset:
         path = Path(path)
         prepare_output(path, overwrite=overwrite)
         attrs = {k: v for k, v in self.attrs.items() if k not in VOLATILE_ATTRS}
-        attrs["noise"] = {**attrs.get("noise", {}), "model": "gaussian",
-                          "sigma": self.noise_sigma, "stored": False}
+        noise = dict(attrs.get("noise", {}))
+        if noise.get("model", "gaussian") == "gaussian":
+            noise.update(model="gaussian", sigma=self.noise_sigma, stored=False)
+        attrs["noise"] = noise
         group = create_store(path, n=len(self), image_shape=self.image_shape, space=self.space,
                              pixel_scale=self.pixel_scale, chunk_size=chunk_size, attrs=attrs)
+        write_columns(group, self.columns)
         write_params(group, self.params)
         for i in range(store_status(group).n_chunks):
             lo, hi = i * chunk_size, min(len(self), (i + 1) * chunk_size)
@@ -345,8 +365,15 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
             f"expected ({n}, {shape[0]}, {shape[1]}) float32 and ({n}, {space.dim})")
     if not np.isfinite(params).all():
         raise FileFormatError(f"{path}: params hold non-finite values (corrupted store)")
+    try:
+        columns = read_columns(group)
+    except Exception as exc:  # zarr/codec errors of a damaged store
+        raise FileFormatError(f"{path}: row columns are unreadable ({type(exc).__name__}: "
+                              f"{exc})") from None
+    if any(v.shape != (n,) for v in columns.values()):
+        raise FileFormatError(f"{path}: row columns do not have {n} rows")
     return Dataset(images, params, space, pixel_scale=pixel_scale, noise_sigma=sigma,
-                   attrs=attrs, path=path)
+                   attrs=attrs, path=path, columns=columns)
 
 
 def from_arrays(images, params, space: ParameterSpace, *, pixel_scale: float,

@@ -69,7 +69,9 @@ def fill_chunk(path: str, index: int) -> ChunkResult:
     entry = simulator_entry(attrs)
     if entry is None:
         raise FileFormatError(f"{path}: the dataset names no simulator to draw its chunks with")
-    images = simulator_from_config(entry).draw(group["params"][lo:hi])
+    from .simulate import draw_chunk
+
+    images = draw_chunk(simulator_from_config(entry), group["params"][lo:hi], lo)
     write_image_chunk(group, index, images)
     return ChunkResult(int(index), True, hi - lo)
 

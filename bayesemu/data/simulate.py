@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import BayesemuInputError
 from ..params import ParameterSpace
 
-__all__ = ["simulate", "simulate_analytic", "dataset_attrs"]
+__all__ = ["simulate", "simulate_analytic", "dataset_attrs", "draw_chunk"]
 
 #: Attributes that must match for a simulation to resume an incomplete store.
 _RESUME_KEYS = ("simulator", "n", "seed", "image_shape", "pixel_scale", "chunk_size", "space",
@@ -58,11 +58,32 @@ def _normalised(attrs: Mapping[str, Any], keys) -> dict:
     return json.loads(json.dumps({k: attrs.get(k) for k in keys}, sort_keys=True, default=list))
 
 
-def _draw_rows(params: np.ndarray, *, entry: dict) -> np.ndarray:
-    """Images of ``params`` by the simulator ``entry`` describes (a picklable Dask task)."""
+def draw_chunk(simulator, params: np.ndarray, first_row: int) -> np.ndarray:
+    """Images of the dataset rows ``first_row, first_row + 1, ...`` with parameters ``params``.
+
+    Simulators whose images depend on the row as well as on the parameters
+    (``row_dependent = True``: a catalog entry, star-forming clumps drawn from
+    the row's seed) get ``rows=`` too.
+    """
+    if getattr(simulator, "row_dependent", False):
+        return simulator.draw(params, rows=np.arange(first_row, first_row + len(params)))
+    return simulator.draw(params)
+
+
+def _draw_rows(item, *, entry: dict) -> np.ndarray:
+    """Images of ``item = (first_row, params)`` by the simulator ``entry`` describes
+    (a picklable Dask task)."""
     from ..simulators import simulator_from_config
 
-    return simulator_from_config(entry).draw(params)
+    first_row, params = item
+    return draw_chunk(simulator_from_config(entry), params, first_row)
+
+
+def _row_columns(simulator, params: np.ndarray) -> dict:
+    """Per-row columns a simulator records beside the parameters (e.g. catalog IDENT,
+    noise variance), or {}."""
+    fn = getattr(simulator, "row_columns", None)
+    return {} if fn is None else {k: np.asarray(v) for k, v in fn(params).items()}
 
 
 def _check_execution(n, seed, chunk_size, workers, scheduler):
@@ -160,7 +181,7 @@ def simulate(simulator, n: int, seed: int = 0, *, out: str | os.PathLike | None 
     from .dataset import Dataset, load_dataset
     from .lhs import OPTIMIZATIONS
     from .store import (check_output_path, create_store, finalize_store, open_store,
-                        remove_store, store_status, write_params)
+                        remove_store, store_status, write_columns, write_params)
 
     n, seed, chunk_size, workers = _check_execution(n, seed, chunk_size, workers, scheduler)
     if optimization not in OPTIMIZATIONS:
@@ -172,7 +193,7 @@ def simulate(simulator, n: int, seed: int = 0, *, out: str | os.PathLike | None 
 
     if out is None:
         params = design()
-        chunks = [params[i:i + chunk_size] for i in range(0, n, chunk_size)]
+        chunks = [(i, params[i:i + chunk_size]) for i in range(0, n, chunk_size)]
         draw = functools.partial(_draw_rows, entry=attrs["simulator"])
         with distributed.dask_client(workers, scheduler) as client, \
                 distributed.progress_bar(n, enable=progress) as bar:
@@ -180,7 +201,7 @@ def simulate(simulator, n: int, seed: int = 0, *, out: str | os.PathLike | None 
         attrs.update(stamp=int(simulator.image_shape[0]), versions=package_versions())
         return Dataset(np.concatenate(images), params, simulator.space,
                        pixel_scale=simulator.pixel_scale, noise_sigma=simulator.noise.sigma,
-                       attrs=attrs)
+                       attrs=attrs, columns=_row_columns(simulator, params))
 
     out = Path(out)
     resume = _resume_or_refuse(out, attrs, overwrite)
@@ -189,7 +210,9 @@ def simulate(simulator, n: int, seed: int = 0, *, out: str | os.PathLike | None 
         if resume:
             group = open_store(out, "r+")
             if not group.attrs.get("params_written"):
-                write_params(group, design())
+                params = design()
+                write_columns(group, _row_columns(simulator, params))
+                write_params(group, params)
         else:
             params = design()
             if out.exists():
@@ -197,6 +220,7 @@ def simulate(simulator, n: int, seed: int = 0, *, out: str | os.PathLike | None 
             group = create_store(out, n=n, image_shape=simulator.image_shape,
                                  space=simulator.space, pixel_scale=simulator.pixel_scale,
                                  chunk_size=chunk_size, attrs=attrs)
+            write_columns(group, _row_columns(simulator, params))
             write_params(group, params)
         status = store_status(group)
         done = sum(sizes(i) for i in np.flatnonzero(status.done))

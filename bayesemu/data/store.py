@@ -7,6 +7,7 @@ On disk a dataset is one Zarr (format 3) group::
         images        float32 [N, H, W], chunks [chunk_size, H, W], zstd with checksums
         params        float64 [N, P], in the column order of the parameter space
         done          uint8 [n_chunks], one chunk per element: 1 once image chunk i is written
+        columns/NAME  optional per-row numbers [N] a simulator records (write_columns)
 
 Attributes: ``format`` (``"bayesemu-dataset"``), ``format_version``,
 ``simulator`` (``{"name": registry name, "config": {...}}``, from which the
@@ -41,7 +42,8 @@ from ..params import ParameterSpace
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "StoreStatus", "check_output_path", "is_dataset_store",
            "prepare_output", "remove_store", "create_store", "open_store", "store_status",
-           "write_params", "write_image_chunk", "finalize_store"]
+           "write_params", "write_columns", "read_columns", "write_image_chunk",
+           "finalize_store"]
 
 FORMAT = "bayesemu-dataset"
 FORMAT_VERSION = 1
@@ -183,6 +185,35 @@ def store_status(group) -> StoreStatus:
 def write_params(group, params: np.ndarray) -> None:
     group["params"][:] = np.asarray(params, dtype=np.float64)
     group.attrs["params_written"] = True
+
+
+def write_columns(group, columns: Mapping[str, np.ndarray]) -> None:
+    """Write per-row columns ``{name: array [N]}`` (numbers) as arrays ``columns/NAME``.
+
+    Simulators record there what belongs to a row besides its parameters
+    (catalog IDENT and index, each real stamp's noise variance, the clump
+    count of a population galaxy); :attr:`bayesemu.data.Dataset.columns` reads them.
+    """
+    if not columns:
+        return
+    sub = group.require_group("columns")
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.ndim != 1 or values.dtype.kind not in "biuf":
+            raise BayesemuInputError(f"row column {name!r} must be a 1-d numeric array")
+        if name in sub:
+            del sub[name]
+        arr = sub.create_array(name, shape=values.shape, dtype=values.dtype,
+                               chunks=(max(1, min(len(values), 65536)),), compressors=None)
+        arr[:] = values
+
+
+def read_columns(group) -> dict:
+    """The per-row columns of a store (:func:`write_columns`), as NumPy arrays."""
+    if "columns" not in group:
+        return {}
+    sub = group["columns"]
+    return {name: np.asarray(sub[name][:]) for name in sorted(sub.array_keys())}
 
 
 def write_image_chunk(group, index: int, images: np.ndarray) -> None:

@@ -5,6 +5,8 @@
     Simulator                    the protocol (base.py): space, draw, noise, design, config
     AnalyticSimulator            "analytic": GalSim exponential ⊗ Gaussian PSF (report 2.1.1)
     JaxGalsimModel               the same galaxy in JAX-GalSim (exact, differentiable)
+    CosmosCatalogSimulator       "cosmos": a GalSim COSMOS catalog, parametric fits or real stamps
+    CosmosPopulationSimulator    "cosmos-population": offline COSMOS-like population (stand-in)
     simulator_from_config(d)     rebuild the simulator a dataset names
     simulator_of(dataset)        the simulator of a Dataset, or None
 
@@ -16,15 +18,20 @@ so it registers when the package is imported.
 
 from __future__ import annotations
 
+import atexit
+import json
 from typing import Any, Mapping
 
 from ..errors import BayesemuInputError, FileFormatError
 from ..registry import SIMULATORS
 from .analytic import ANALYTIC_NAMES, GSPARAMS, AnalyticSimulator, JaxGalsimModel
 from .base import GaussianNoise, Simulator, SimulatorBase, check_stamp, noise_from_dict, row_rng
+from .cosmos_catalog import CosmosCatalogSimulator
+from .cosmos_population import CosmosPopulationSimulator
 
 __all__ = ["Simulator", "SimulatorBase", "GaussianNoise", "AnalyticSimulator", "JaxGalsimModel",
-           "ANALYTIC_NAMES", "GSPARAMS", "SIMULATORS", "simulator_from_config", "simulator_of",
+           "ANALYTIC_NAMES", "GSPARAMS", "CosmosCatalogSimulator",
+           "CosmosPopulationSimulator", "SIMULATORS", "simulator_from_config", "simulator_of",
            "exact_model", "noise_from_dict", "row_rng", "check_stamp"]
 
 #: Chunk drawers of format-1 datasets written by bayesemu 0.1, by the simulator they name.
@@ -42,9 +49,24 @@ def simulator_from_config(entry: Mapping[str, Any]):
     """
     try:
         cls = SIMULATORS.get(entry["name"])
-        return cls.from_config(dict(entry["config"]))
+        key = (cls, json.dumps(entry["config"], sort_keys=True, default=str))
+        sim = _BUILT.get(key)
+        if sim is None:
+            sim = cls.from_config(dict(entry["config"]))
+            _BUILT[key] = sim
+            while len(_BUILT) > 4:
+                _BUILT.pop(next(iter(_BUILT)))
+        return sim
     except (KeyError, TypeError, BayesemuInputError) as exc:
         raise FileFormatError(f"dataset names a simulator that cannot be built ({exc})") from None
+
+
+#: The last few simulators built from configs: a chunk task rebuilds its dataset's simulator
+#: for every chunk, and reading a COSMOS catalog or tabulating a PSF is not free.
+_BUILT: dict = {}
+# freed before the interpreter tears modules down (GalSim's RealGalaxyCatalog closes its
+# FITS files in __del__, which fails once astropy is half torn down)
+atexit.register(_BUILT.clear)
 
 
 def _legacy_entry(attrs: Mapping[str, Any]) -> dict | None:

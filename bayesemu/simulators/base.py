@@ -69,11 +69,26 @@ class GaussianNoise:
         return {"model": self.kind, "sigma": self.sigma, "unit": "counts/pixel", "stored": False}
 
 
-def noise_from_dict(d: dict | None, default_sigma: float = 30.0) -> GaussianNoise:
-    """The noise model described by a dataset's ``noise`` attribute."""
+def noise_from_dict(d: dict | None, default_sigma: float = 30.0):
+    """The noise model described by a dataset's ``noise`` attribute.
+
+    ``gaussian`` (:class:`GaussianNoise`), ``cosmos`` (correlated COSMOS noise,
+    :class:`~bayesemu.simulators.hst.CosmosNoise`) or ``observed`` (noise already
+    in real stamps, :class:`~bayesemu.simulators.hst.ObservedNoise`).
+    """
     d = dict(d or {})
-    if d.get("model", "gaussian") != "gaussian":
-        raise BayesemuInputError(f"unknown noise model {d.get('model')!r} (known: gaussian)")
+    model = d.get("model", "gaussian")
+    if model == "cosmos":
+        from .hst import CosmosNoise
+
+        return CosmosNoise(float(d["pixel_scale"]), d.get("variance"), d.get("file_name"))
+    if model == "observed":
+        from .hst import ObservedNoise
+
+        return ObservedNoise(float(d.get("sigma", default_sigma)), str(d.get("correlation", "")))
+    if model != "gaussian":
+        raise BayesemuInputError(f"unknown noise model {model!r} (known: gaussian, cosmos, "
+                                 "observed)")
     return GaussianNoise(float(d.get("sigma", default_sigma)))
 
 

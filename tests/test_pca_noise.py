@@ -1,0 +1,44 @@
+"""Noise-aware PCA truncation: white noise is sigma^2 along every component; more noise, fewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayesemu
+from bayesemu.generators.pca import fit_pca
+from bayesemu.generators.pca_noise import noise_aware_truncation
+from bayesemu.simulators.base import GaussianNoise
+from bayesemu.simulators.hst import CosmosNoise
+
+
+@pytest.fixture(scope="module")
+def analytic():
+    ds = bayesemu.simulate_analytic(200, seed=0, stamp=16, pixel_scale=0.4, progress=False)
+    images = ds.load_images()
+    return images, fit_pca(images, n_components=100)
+
+
+def test_white_noise_and_truncation_order(analytic):
+    images, gen = analytic
+    zeros = np.zeros((400, 16, 16), np.float32)
+    res = {s: noise_aware_truncation(gen, images, GaussianNoise(s).add(zeros, 1))
+           for s in (3.0, 30.0, 300.0)}
+    # white noise: sigma^2 along every orthonormal direction (400 fields: ~7% scatter)
+    np.testing.assert_allclose(res[30.0].noise_variance, 900.0, rtol=0.3)
+    assert abs(np.mean(res[30.0].noise_variance) / 900.0 - 1) < 0.03
+    L = [res[s].n_components for s in (3.0, 30.0, 300.0)]
+    assert L[0] > L[1] > L[2] >= 1, L
+    assert res[300.0].explained_variance < res[3.0].explained_variance <= 1.0
+
+
+def test_correlated_noise_is_louder_along_smooth_components():
+    sim = bayesemu.simulators.CosmosPopulationSimulator(stamp=24, psf="gaussian:0.1")
+    images = sim.draw(sim.design(60, seed=1))
+    gen = fit_pca(images, n_components=40)
+    noise = CosmosNoise(0.03)
+    fields = noise.add(np.zeros((200, 24, 24), np.float32), 3)
+    res = noise_aware_truncation(gen, images, fields)
+    # positive correlations put more than the pixel variance on the smooth leading component
+    assert res.noise_variance[0] > 1.5 * noise.pixel_variance
+    assert 1 <= res.n_components <= 40
