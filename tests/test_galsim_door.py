@@ -395,3 +395,25 @@ def test_cli_pretrained_list_and_verify(pretrained_root):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nope" in bad.stderr
     shipped = cli("pretrained", "list")                  # the package's own index parses
     assert shipped.returncode == 0, shipped.stderr
+
+
+def test_shipped_pretrained_models_verify_and_emulate_their_simulator():
+    """Every model shipped in the package verifies against its checksums, meets its recorded
+    validation (shear |m| < 1e-2, GalSim round trip) and, loaded with no training, emulates
+    the true simulator's images well below the noise it was built for."""
+    import bayesemu
+    from bayesemu.pretrained import list_pretrained
+
+    entries = list_pretrained()
+    assert {"analytic-pca-gp-32", "analytic-pca-gp-48"} <= {e["name"] for e in entries}
+    thetas = np.array([[3e4, 0.4, 0.1, -0.1, 0.3], [6e4, 0.7, -0.2, 0.05, 0.25]])
+    for entry in entries:
+        assert entry["bytes"] < 2e6
+        assert entry["metrics"]["galsim_roundtrip_max_rel_error"] < 1e-6
+        m = entry["metrics"]["shear"]
+        assert abs(m["m1"]) < 1e-2 and abs(m["m2"]) < 1e-2, entry["name"]
+        emu = bayesemu.load_pretrained(entry["name"])
+        truth = emu.simulator().draw(thetas)
+        pred = np.asarray(emu.predict(thetas))
+        sigma = entry["metrics"]["noise_sigma"]
+        assert np.mean((pred - truth) ** 2) < 0.05 * sigma**2, entry["name"]
