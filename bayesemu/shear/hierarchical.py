@@ -191,8 +191,8 @@ def shear_model(samples: ShearSamples, *, sigma_e=0.2, sigma_e_range=(0.05, 0.5)
     import numpyro
     import numpyro.distributions as dist
 
-    g1 = numpyro.sample("g1", dist.Uniform(-g_max, g_max))
-    g2 = numpyro.sample("g2", dist.Uniform(-g_max, g_max))
+    g1 = numpyro.sample("shear_g1", dist.Uniform(-g_max, g_max))
+    g2 = numpyro.sample("shear_g2", dist.Uniform(-g_max, g_max))
     g = jnp.stack([g1, g2])
     numpyro.factor("disc", jnp.where(g1**2 + g2**2 < g_max**2, 0.0, -jnp.inf))
     if sigma_e is None:
@@ -202,9 +202,12 @@ def shear_model(samples: ShearSamples, *, sigma_e=0.2, sigma_e_range=(0.05, 0.5)
 
 def sample_shear(samples: ShearSamples, *, sigma_e=0.2, sigma_e_range=(0.05, 0.5),
                  g_max: float = 0.1, e_max: float = 1.0, num_chains: int = 2,
-                 num_warmup: int = 500, num_samples: int = 1000, seed: int = 0,
-                 progress: bool = False):
-    """NUTS (numpyro) posterior of the field's shear (and ``sigma_e`` when it is None).
+                 num_warmup: int = 500, num_samples: int = 1000, seed: int = 0):
+    """NUTS posterior of the field's shear (and ``sigma_e`` when it is None).
+
+    The numpyro model :func:`shear_model`, sampled by the blackjax NUTS of
+    :func:`bayesemu.inference.blackjax_backend.nuts_chain` (window adaptation,
+    dense metric; chains one after the other in one compiled program).
 
     Parameters
     ----------
@@ -213,26 +216,52 @@ def sample_shear(samples: ShearSamples, *, sigma_e=0.2, sigma_e_range=(0.05, 0.5
         Population width, fixed, or inferred (None) with a uniform prior on ``sigma_e_range``.
     g_max : float
         Radius of the uniform disc prior of ``g`` (default 0.1).
+    num_chains, num_warmup, num_samples, seed : NUTS settings.
 
     Returns
     -------
-    arviz.InferenceData with ``g1``, ``g2`` (and ``sigma_e``) of shape ``(chain, draw)``.
+    arviz.InferenceData with ``shear_g1``, ``shear_g2`` (and ``sigma_e``) of shape
+    ``(chain, draw)``; sample_stats as :func:`bayesemu.infer`'s.
     """
+    import time
+    from functools import partial
+
     import arviz as az
-    from numpyro.infer import MCMC, NUTS, init_to_value
+    from numpyro.infer.util import constrain_fn, potential_energy
+
+    from ..inference.blackjax_backend import nuts_chain
 
     if not 0 < g_max < 1:
         raise BayesemuInputError(f"g_max must be in (0, 1), got {g_max}")
-    init = {"g1": 0.0, "g2": 0.0}
-    if sigma_e is None:
-        init["sigma_e"] = float(np.mean(sigma_e_range))
-    kernel = NUTS(shear_model, init_strategy=init_to_value(values=init))
-    mcmc = MCMC(kernel, num_warmup=int(num_warmup), num_samples=int(num_samples),
-                num_chains=int(num_chains), chain_method="sequential", progress_bar=progress)
-    mcmc.run(jax.random.PRNGKey(seed), samples, sigma_e=sigma_e, sigma_e_range=sigma_e_range,
-             g_max=g_max, e_max=e_max)
-    idata = az.from_numpyro(mcmc)
-    idata.posterior.attrs.update({"route": "two-stage", "g_max": float(g_max),
-                                  "num_galaxies": int(samples.e_obs.shape[0]),
-                                  "draws_per_galaxy": int(samples.e_obs.shape[1])})
-    return idata
+    model = partial(shear_model, sigma_e=sigma_e, sigma_e_range=tuple(sigma_e_range),
+                    g_max=float(g_max), e_max=float(e_max))
+    sites = ("shear_g1", "shear_g2") + (("sigma_e",) if sigma_e is None else ())
+
+    @jax.jit
+    def run(key, samples):
+        def logdensity(p):
+            return -potential_energy(model, (samples,), {}, p)
+
+        def chain(k):
+            k0, k1 = jax.random.split(k)
+            init = {n: 0.01 * jax.random.normal(jax.random.fold_in(k0, i), ())
+                    for i, n in enumerate(sites)}
+            pos, stats = nuts_chain(k1, init, logdensity, num_warmup=int(num_warmup),
+                                    num_samples=int(num_samples), dense_mass=True,
+                                    warmup="window")
+            values = jax.vmap(lambda p: constrain_fn(model, (samples,), {}, p))(pos)
+            return {n: values[n] for n in sites}, stats
+
+        return jax.lax.map(chain, jax.random.split(key, int(num_chains)))
+
+    t0 = time.perf_counter()
+    post, stats = jax.block_until_ready(run(jax.random.PRNGKey(seed), samples))
+    elapsed = time.perf_counter() - t0
+    st = {k: np.asarray(v) for k, v in stats.items()}
+    st["diverging"] = st["diverging"].astype(bool)
+    attrs = {"route": "two-stage", "g_max": float(g_max),
+             "sigma_e": "inferred" if sigma_e is None else float(sigma_e),
+             "num_galaxies": int(samples.e_obs.shape[0]),
+             "draws_per_galaxy": int(samples.e_obs.shape[1]), "sampling_time_s": float(elapsed)}
+    return az.from_dict(posterior={k: np.asarray(v) for k, v in post.items()}, sample_stats=st,
+                        attrs=attrs, posterior_attrs=attrs)
