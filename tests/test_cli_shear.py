@@ -78,12 +78,13 @@ def test_shear_cli_end_to_end_and_resume(field, tmp_path, capsys):
     (["--out", "x.txt"], ".nc"),
     (["--images", "missing.fits"], "not found"),
 ])
-def test_shear_cli_bad_inputs_exit_2(field, tmp_path, capsys, args, message):
-    base = {"--images": str(field / "cube.fits"), "--noise-sigma": "30",
+def test_shear_cli_bad_inputs_exit_2(tmp_path, capsys, args, message):
+    """Options are checked before any model or image is read."""
+    base = {"--images": str(tmp_path / "missing.fits"), "--noise-sigma": "30",
             "--out": str(tmp_path / "s.nc")}
     for k, v in zip(args[::2], args[1::2]):
         base[k] = v
-    argv = ["shear", str(field / "model")] + [x for kv in base.items() for x in kv]
+    argv = ["shear", str(tmp_path / "model")] + [x for kv in base.items() for x in kv]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     err = capsys.readouterr().err.strip()
