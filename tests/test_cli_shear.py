@@ -1,5 +1,8 @@
 """``bayesemu shear``: end to end on a tiny field, resume after a lost chunk, bad inputs."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,18 +13,17 @@ SIGMA = 30.0
 
 @pytest.fixture(scope="module")
 def field(tmp_path_factory):
-    """A small PCA-GP on 16x16 stamps and a FITS cube of 8 sheared galaxies."""
+    """The stored tiny PCA-GP (16x16 stamps, tests/data/model_v0_1) and a FITS cube of 8
+    sheared galaxies drawn by GalSim."""
     from astropy.io import fits
 
     import bayesemu
-    from bayesemu.data import draw_analytic, simulate_analytic
+    from bayesemu.data import draw_analytic
     from bayesemu.shear import compose
 
     root = tmp_path_factory.mktemp("shear_cli")
-    data = simulate_analytic(n=128, seed=1, stamp=16, progress=False)
-    emu = bayesemu.train(data, "pca-gp", physics="flux", seed=0, progress=False,
-                         gp_options={"steps": 100})
-    emu.save(root / "model")
+    shutil.copytree(Path(__file__).parent / "data" / "model_v0_1", root / "model")
+    emu = bayesemu.load(root / "model")
     rng = np.random.default_rng(3)
     space = emu.space
     images = []
@@ -30,7 +32,7 @@ def field(tmp_path_factory):
         e = np.clip(rng.normal(0, 0.2, 2), -0.35, 0.35).astype(np.float32)
         theta[space.index("g1")], theta[space.index("g2")] = np.asarray(
             compose(e, np.array([0.02, 0.0], np.float32)))
-        images.append(draw_analytic(theta, stamp=16, pixel_scale=0.2))
+        images.append(draw_analytic(theta, stamp=16, pixel_scale=emu.pixel_scale))
     cube = np.stack(images) + SIGMA * rng.normal(size=(8, 16, 16))
     fits.PrimaryHDU(cube.astype(np.float32)).writeto(root / "cube.fits")
     return root
