@@ -18,7 +18,8 @@ from typing import NoReturn
 from ..errors import BayesemuError, BayesemuInputError, FileFormatError
 
 #: Command modules, in the order shown by ``bayesemu --help``.
-COMMANDS = ("simulate", "train", "emulate", "infer", "validate", "quickstart", "pretrained")
+COMMANDS = ("simulate", "train", "emulate", "infer", "shear", "validate", "quickstart",
+            "pretrained")
 
 EXIT_BAD_INPUT = 2
 
