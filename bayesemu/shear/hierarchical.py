@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import BayesemuInputError
 from .composition import log_abs_det_jacobian, source_ellipticity
-from .population import log_box_mass, population_log_prob, quadrature_nodes
+from .population import log_box_mass, population_log_prob, quadrature_nodes, sample_field_shear
 
 __all__ = ["ShearSamples", "shear_samples", "shear_log_likelihood", "shear_grid",
            "sample_shear", "SHAPE_NAMES"]
@@ -189,14 +189,8 @@ def shear_model(samples: ShearSamples, *, sigma_e=0.2, sigma_e_range=(0.05, 0.5)
     """numpyro model: ``g`` uniform in the disc ``|g| < g_max``; ``sigma_e`` fixed (float) or,
     when None, uniform on ``sigma_e_range``; the importance-weighted likelihood as a factor."""
     import numpyro
-    import numpyro.distributions as dist
 
-    g1 = numpyro.sample("shear_g1", dist.Uniform(-g_max, g_max))
-    g2 = numpyro.sample("shear_g2", dist.Uniform(-g_max, g_max))
-    g = jnp.stack([g1, g2])
-    numpyro.factor("disc", jnp.where(g1**2 + g2**2 < g_max**2, 0.0, -jnp.inf))
-    if sigma_e is None:
-        sigma_e = numpyro.sample("sigma_e", dist.Uniform(*sigma_e_range))
+    g, sigma_e = sample_field_shear(g_max, sigma_e, sigma_e_range)
     numpyro.factor("shear_likelihood", shear_log_likelihood(g, samples, sigma_e, e_max=e_max))
 
 

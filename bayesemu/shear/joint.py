@@ -40,7 +40,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from ..errors import BayesemuInputError
@@ -49,7 +48,7 @@ from ..inference.model import (LogDensity, build_log_density, initial_positions,
                                _has_uncertainty)
 from .composition import log_abs_det_jacobian, source_ellipticity
 from .hierarchical import SHAPE_NAMES
-from .population import log_box_mass, population_log_prob, quadrature_nodes
+from .population import log_box_mass, population_log_prob, quadrature_nodes, sample_field_shear
 
 __all__ = ["field_model", "build_field_log_density", "infer_joint"]
 
@@ -76,12 +75,7 @@ def field_model(images, noise_sigma, frozen=None, *, forward, priors: Mapping, n
     """
     space = forward.space
     n_gal = images.shape[0]
-    g1 = numpyro.sample("shear_g1", dist.Uniform(-g_max, g_max))
-    g2 = numpyro.sample("shear_g2", dist.Uniform(-g_max, g_max))
-    g = jnp.stack([g1, g2])
-    numpyro.factor("disc", jnp.where(g1**2 + g2**2 < g_max**2, 0.0, -jnp.inf))
-    if sigma_e is None:
-        sigma_e = numpyro.sample("sigma_e", dist.Uniform(*sigma_e_range))
+    g, sigma_e = sample_field_shear(g_max, sigma_e, sigma_e_range)
     with numpyro.plate("galaxy", n_gal):
         values = {n: numpyro.sample(n, priors[n]) for n in space.names}
     # The observed shapes are sampled in the model's box (the interim prior of ``infer``,

@@ -28,7 +28,7 @@ import numpy as np
 
 from .composition import log_abs_det_jacobian, source_ellipticity
 
-__all__ = ["population_log_prob", "log_box_mass", "quadrature_nodes"]
+__all__ = ["population_log_prob", "log_box_mass", "quadrature_nodes", "sample_field_shear"]
 
 
 def population_log_prob(e, sigma_e, e_max: float = 1.0):
@@ -79,3 +79,22 @@ def log_box_mass(g, sigma_e, nodes, log_weights, e_max: float = 1.0):
     e_int = source_ellipticity(nodes, g)
     log_p = population_log_prob(e_int, sigma_e, e_max) + log_abs_det_jacobian(nodes, g)
     return logsumexp(log_p + log_weights)
+
+
+def sample_field_shear(g_max: float, sigma_e=None, sigma_e_range=(0.05, 0.6)):
+    """numpyro sites of a field's shared parameters (inside a numpyro model).
+
+    ``shear_g1``, ``shear_g2`` uniform in the disc |g| < ``g_max``; the population width
+    ``sigma_e`` as given, or ``sigma_e ~ Uniform(sigma_e_range)`` when None.
+    Returns ``(g [2], sigma_e)``. Shared by the joint and the two-stage models, so
+    both routes state the same prior.
+    """
+    import numpyro
+    import numpyro.distributions as dist
+
+    g1 = numpyro.sample("shear_g1", dist.Uniform(-g_max, g_max))
+    g2 = numpyro.sample("shear_g2", dist.Uniform(-g_max, g_max))
+    numpyro.factor("disc", jnp.where(g1**2 + g2**2 < g_max**2, 0.0, -jnp.inf))
+    if sigma_e is None:
+        sigma_e = numpyro.sample("sigma_e", dist.Uniform(*sigma_e_range))
+    return jnp.stack([g1, g2]), sigma_e
