@@ -22,15 +22,29 @@ difference is then the emulator's own error). Also
 (``galsim_objects`` + ``drawImage`` vs profiles + ``drawImage``), which
 separates the config driver's per-object cost from drawing.
 
+``cosmos`` (``--scene cosmos`` or ``both``): the same comparison on COSMOS-type
+galaxies, where GalSim's own profiles are expensive: ``cosmos-population``
+galaxies (:mod:`bayesemu.simulators.cosmos_population`: Sersic + RandomKnots
+clumps, sheared by (q, β), through the ACS-like ``OpticalPSF``, 64x64 at
+0.03"/pixel) drawn by the config driver as ``Sum(Sersic, RandomKnots) ⊗
+OpticalPSF`` from the catalog, vs a PCA-GP trained by the package's defaults
+(``bayesemu.train(ds, model="pca-gp")``) on 512 ``cosmos-population`` images
+(quick: 64 images of 32x32). The emulated galaxies are the conditional *mean*
+(the clumps are not parameters; see the COSMOS section of the README), so
+pixels are not compared, only speed and the total flux of the two noiseless
+scenes (``scene_flux_ratio``).
+
 Usage::
 
-    python benchmarks/galsim_scene.py [--quick] [--cache DIR] --out galsim_scene.json
+    python benchmarks/galsim_scene.py [--quick] [--cache DIR] [--scene analytic|cosmos|both]
+        --out galsim_scene.json
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -176,8 +190,149 @@ def run(quick: bool = False, cache=None, log=print, emulator=None) -> dict:
     return report
 
 
+# ------------------------------------------------------------------ COSMOS-type scene
+COSMOS_COLUMNS = ("flux", "half_light_radius", "sersic_n", "q", "beta", "redshift", "n_knots",
+                  "knot_fraction", "x", "y")
+
+
+def train_cosmos_model(quick: bool, cache=None, log=print):
+    """PCA-GP with the package's defaults on ``cosmos-population`` images (512 of 64x64;
+    quick: 64 of 32x32), cached under ``cache`` when given."""
+    import bayesemu
+    from bayesemu.data import simulate
+    from bayesemu.simulators import CosmosPopulationSimulator
+
+    stamp, n = (32, 64) if quick else (64, 512)
+    path = Path(cache) / f"galsim-scene-cosmos-pca-gp-{stamp}-{n}" if cache else None
+    if path is not None and (path / "manifest.json").exists():
+        return bayesemu.load(path)
+    t0 = time.perf_counter()
+    sim = CosmosPopulationSimulator(stamp=stamp)
+    ds = simulate(sim, n, seed=0, progress=False)
+    emu = bayesemu.train(ds, model="pca-gp", progress=False,
+                         **({"gp_options": {"steps": 20}} if quick else {}))
+    log(f"[galsim_scene] trained cosmos pca-gp {stamp}x{stamp} on {n} in "
+        f"{time.perf_counter() - t0:.0f} s (latent {emu.latent_dim})")
+    if path is not None:
+        emu.save(path)
+    return emu
+
+
+def cosmos_catalog(sim, n: int, image_size: int, path, seed: int = 5) -> np.ndarray:
+    """ASCII catalog of ``n`` population galaxies (:data:`COSMOS_COLUMNS`: parameters,
+    each row's clump count and flux fraction, position); returns the parameters."""
+    thetas = sim.design(n, seed=seed)
+    clumps = np.array([sim.clumps(r)[:2] for r in range(n)], np.float64)
+    xy = np.random.default_rng(seed).uniform(1, image_size, size=(n, 2))
+    np.savetxt(path, np.column_stack([thetas, clumps, xy]), header=" ".join(COSMOS_COLUMNS))
+    return thetas
+
+
+def cosmos_scene_config(kind: str, catalog, n: int, image_size: int, stamp: int,
+                        pixel_scale: float, model_dir=None, trunc: float = 4.0) -> dict:
+    """Config of the COSMOS-type scene: ``"emulator"`` or ``"galsim"`` (the simulator's
+    galaxy, ``Sum(Sersic, RandomKnots)`` sheared by (q, β), through its ACS-like PSF)."""
+    from bayesemu.simulators.hst import ACS_PSF, CosmosNoise
+
+    def col(name):
+        return {"type": "Catalog", "col": COSMOS_COLUMNS.index(name)}
+
+    def frac(expr):
+        return {"type": "Eval", "str": expr, "ff": col("flux"), "fk": col("knot_fraction")}
+
+    sigma = CosmosNoise(pixel_scale).sigma
+    image = {"type": "Scattered", "size": image_size, "nobjects": n, "pixel_scale": pixel_scale,
+             "stamp_size": stamp, "random_seed": 1234, "nproc": 1,
+             "image_pos": {"type": "XY", "x": col("x"), "y": col("y")},
+             "noise": {"type": "Gaussian", "sigma": sigma}}
+    config = {"image": image, "input": {"catalog": {"file_name": str(catalog)}}}
+    if kind == "emulator":
+        import bayesemu.galsim_config  # noqa: F401  (registers the config types)
+
+        config["input"]["bayesemu_emulator"] = {"model_dir": str(model_dir),
+                                                "batch_size": BATCH_SIZE}
+        config["gal"] = {"type": "BayesemuGalaxy", **{c: col(c) for c in COSMOS_COLUMNS[:6]}}
+        config["stamp"] = {"draw_method": "no_pixel"}
+        return config
+    psf = {k: v for k, v in ACS_PSF.items() if k != "strut_angle_deg"}
+    psf["strut_angle"] = {"type": "Deg", "theta": ACS_PSF["strut_angle_deg"]}
+    config["gal"] = {
+        "type": "Sum",
+        "items": [{"type": "Sersic", "n": col("sersic_n"),
+                   "half_light_radius": col("half_light_radius"), "flux": frac("f * (1 - k)"),
+                   "trunc": trunc, "flux_untruncated": True},
+                  {"type": "RandomKnots",
+                   "npoints": {"type": "Eval", "str": "int(k)", "fk": col("n_knots")},
+                   "half_light_radius": col("half_light_radius"), "flux": frac("f * k")}],
+        "shear": {"type": "QBeta", "q": col("q"), "beta": {"type": "Deg", "theta": col("beta")}}}
+    config["psf"] = {"type": "OpticalPSF", **psf}
+    config["stamp"] = {"draw_method": "auto"}
+    return config
+
+
+def run_cosmos(quick: bool = False, cache=None, log=print, emulator=None) -> dict:
+    """The COSMOS-type scene drawn both ways through the config driver (speed only)."""
+    import galsim
+
+    import bayesemu.galsim_config as gc
+    from bayesemu.simulators import CosmosPopulationSimulator
+    from bayesemu.simulators.cosmos_population import TRUNCATION
+
+    emu = emulator if emulator is not None else train_cosmos_model(quick, cache, log)
+    n = 32 if quick else 1000
+    size = 512 if quick else 2048
+    stamp = emu.image_shape[0]
+    sim = CosmosPopulationSimulator(stamp=stamp, pixel_scale=emu.pixel_scale)
+    trunc = max(TRUNCATION, 2 * stamp * emu.pixel_scale)
+    report = {"n_galaxies": n, "image_size": size, "stamp": stamp, "batch_size": BATCH_SIZE,
+              "pixel_scale": emu.pixel_scale, "simulator": sim.name,
+              "model": {"kind": emu.kind, "latent_dim": emu.latent_dim}}
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = Path(tmp) / "cosmos.txt"
+        cosmos_catalog(sim, n, size, catalog)
+        model_dir = emu.save(Path(tmp) / "model")
+        for kind in ("emulator", "galsim"):
+            cfg = cosmos_scene_config(kind, catalog, n, size, stamp, emu.pixel_scale, model_dir,
+                                      trunc)
+            t = common.time_call(lambda cfg=cfg: galsim.config.BuildImage(cfg), warmup=1,
+                                 repeats=1 if quick or kind == "galsim" else 3)
+            entry = {"galaxies_per_s": common.rate(t, n), "timing": t}
+            if kind == "emulator":
+                inp = cfg["_input_objs"][gc.INPUT_TYPE][0]
+                entry["emulator_calls_per_scene"] = (inp.stats()["emulator_calls"]
+                                                     / (1 + t["repeats"]))
+                entry["stats"] = inp.stats()
+            quiet = cosmos_scene_config(kind, catalog, n, size, stamp, emu.pixel_scale,
+                                        model_dir, trunc)
+            del quiet["image"]["noise"]
+            entry["noiseless_scene_flux"] = float(galsim.config.BuildImage(quiet).array.sum())
+            report[kind] = entry
+            log(f"[galsim_scene] cosmos {kind}: {entry['galaxies_per_s']:.1f} galaxies/s")
+    # the clumps differ (the emulator draws the conditional mean), the total flux should not
+    report["scene_flux_ratio"] = (report["emulator"]["noiseless_scene_flux"]
+                                  / report["galsim"]["noiseless_scene_flux"])
+    ratio = report["emulator"]["galaxies_per_s"] / report["galsim"]["galaxies_per_s"]
+    report["ratio_vs_galsim"] = ratio
+    report["target"] = {"ratio": SPEED_TARGET, "achieved": ratio,
+                        "met": bool(ratio >= SPEED_TARGET)}
+    report["load_average_end"] = common.load_average()
+    return report
+
+
 def main(argv=None) -> dict:
-    return common.section_main("galsim_scene", __doc__.splitlines()[0], run, argv)
+    def extra(p):
+        p.add_argument("--scene", choices=("analytic", "cosmos", "both"), default="both",
+                       help="which scene(s): analytic exponentials, COSMOS-type, or both")
+
+    args = common.standard_args(__doc__.splitlines()[0], argv, extra)
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    report = {"machine": common.machine_info(), "quick": args.quick}
+    if args.scene in ("analytic", "both"):
+        report["galsim_scene"] = run(args.quick, args.cache, log)
+    if args.scene in ("cosmos", "both"):
+        report["galsim_scene_cosmos"] = run_cosmos(args.quick, args.cache, log)
+    common.emit(report, args.out, argv)
+    return report
 
 
 if __name__ == "__main__":

@@ -281,6 +281,24 @@ def test_scene_benchmark_quick(emu):
     assert corners["rms"] < 0.3 and corners["rms"] < r["difference_over_sigma"]["rms"]
 
 
+def test_cosmos_scene_benchmark_quick():
+    """benchmarks/galsim_scene.py --scene cosmos --quick: the COSMOS-type scene drawn by
+    GalSim's own profiles (Sersic + RandomKnots through the ACS-like OpticalPSF) and by
+    an emulator trained on the population: one emulator call, the same total flux."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import galsim_scene
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    r = galsim_scene.run_cosmos(quick=True, log=lambda m: None)
+    assert r["n_galaxies"] == 32 and r["emulator"]["emulator_calls_per_scene"] == 1
+    assert r["model"]["kind"] == "pca-gp" and r["simulator"] == "cosmos-population"
+    for rate in (r["emulator"]["galaxies_per_s"], r["galsim"]["galaxies_per_s"]):
+        assert np.isfinite(rate) and rate > 0
+    # the emulator's flux is the simulator's (counts/s), the clumps aside
+    assert r["scene_flux_ratio"] == pytest.approx(1.0, abs=0.03)
+
+
 # ------------------------------------------------------------------ JAX-GalSim
 def test_jax_galsim_object_gradient_matches_finite_differences(emu):
     import jax
