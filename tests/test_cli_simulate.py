@@ -10,20 +10,10 @@ import numpy as np
 import pytest
 
 import bayesemu.data.distributed as distributed
-from bayesemu.cli import main
+from cli_helpers import run_cli as _run
 from bayesemu.data import load_dataset, simulate_analytic
 
 FAST = ["--stamp", "16", "--chunk-size", "8", "--no-progress"]
-
-
-def _run(argv, capsys):
-    """Run the CLI in-process: (exit code, stdout, stderr)."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_simulate_writes_a_dataset_and_reports_one_line(tmp_path, capsys):

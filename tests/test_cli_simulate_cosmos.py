@@ -5,20 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesemu.cli import main
+from cli_helpers import run_cli as _run
 from bayesemu.data import load_dataset
 
 EXAMPLE = "real_galaxy_catalog_23.5_example.fits"
 FAST = ["--chunk-size", "3", "--no-progress"]
-
-
-def _run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_simulate_cosmos_parametric(shared_data, tmp_path, capsys):

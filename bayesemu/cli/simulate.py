@@ -59,6 +59,16 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def add_design_options(parser: argparse.ArgumentParser, *, n_help: str, seed_help: str,
+                       scale: float, scale_note: str = "", n_required: bool = True) -> None:
+    """``--n``, ``--seed``, ``--stamp`` and ``--scale`` of a generator sub-command."""
+    parser.add_argument("--n", type=int, required=n_required, default=None, help=n_help)
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--stamp", type=int, default=64, help="stamp side, pixels (default 64)")
+    parser.add_argument("--scale", type=float, default=scale,
+                        help=f"pixel scale, arcsec/pixel (default {scale:g}{scale_note})")
+
+
 def _register_analytic(generators) -> None:
     from ..params import analytic_space
 
@@ -69,12 +79,8 @@ def _register_analytic(generators) -> None:
                     "convolved with a Gaussian PSF (psf_fwhm), on an optimised Latin "
                     "hypercube over the parameter bounds. Images are noiseless; the noise "
                     "model (--noise-sigma) is stored and noise is drawn when needed.")
-    p.add_argument("--n", type=int, required=True, help="number of images")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the Latin hypercube; fixes the dataset (default 0)")
-    p.add_argument("--stamp", type=int, default=64, help="stamp side, pixels (default 64)")
-    p.add_argument("--scale", type=float, default=0.2,
-                   help="pixel scale, arcsec/pixel (default 0.2)")
+    add_design_options(p, n_help="number of images", scale=0.2,
+                       seed_help="seed of the Latin hypercube; fixes the dataset (default 0)")
     bounds = p.add_argument_group("parameter bounds (LOW HIGH)")
     for par in space:
         unit = f" [{par.unit}]" if par.unit else ""

@@ -24,7 +24,7 @@ import argparse
 import sys
 import time
 
-from .simulate import add_execution_options
+from .simulate import add_design_options, add_execution_options
 
 
 def register(generators) -> None:
@@ -46,12 +46,9 @@ def register(generators) -> None:
                       help="draw the catalog's Sersic / bulge+disk fits (noiseless)")
     kind.add_argument("--real", dest="mode", action="store_const", const="real",
                       help="the real HST stamps, with their noise (variance per row)")
-    p.add_argument("--n", type=int, default=None,
-                   help="number of galaxies: the first N catalog entries (default all)")
-    p.add_argument("--seed", type=int, default=0, help="stored seed (the catalog fixes rows)")
-    p.add_argument("--stamp", type=int, default=64, help="stamp side, pixels (default 64)")
-    p.add_argument("--scale", type=float, default=0.03,
-                   help="pixel scale, arcsec/pixel (default 0.03, COSMOS)")
+    add_design_options(p, n_required=False, scale=0.03, scale_note=", COSMOS",
+                       n_help="number of galaxies: the first N catalog entries (default all)",
+                       seed_help="stored seed (the catalog fixes rows)")
     p.add_argument("--psf", default=None, metavar="PSF",
                    help="acs (ACS-like OpticalPSF), original (each galaxy's HST PSF) or "
                         "gaussian:FWHM (arcsec); default acs (parametric), original (real)")
@@ -70,12 +67,9 @@ def register(generators) -> None:
                     "500 COSMOS parametric fits, Sersic profiles with star-forming clumps "
                     "(RandomKnots, from each row's seed), an ACS-like PSF, COSMOS correlated "
                     "noise stored as the noise model (images are the noiseless truth).")
-    q.add_argument("--n", type=int, required=True, help="number of galaxies")
-    q.add_argument("--seed", type=int, default=0,
-                   help="seed of the parameters and the clumps; fixes the dataset (default 0)")
-    q.add_argument("--stamp", type=int, default=64, help="stamp side, pixels (default 64)")
-    q.add_argument("--scale", type=float, default=0.03,
-                   help="pixel scale, arcsec/pixel (default 0.03)")
+    add_design_options(q, n_help="number of galaxies", scale=0.03,
+                       seed_help="seed of the parameters and the clumps; fixes the dataset "
+                                 "(default 0)")
     q.add_argument("--psf", default="acs", metavar="PSF",
                    help="acs (default) or gaussian:FWHM (arcsec)")
     q.add_argument("--knots", type=int, nargs=2, default=(5, 50), metavar=("MIN", "MAX"),
