@@ -513,6 +513,30 @@ def fig_shear_bias(path, files):
     save(fig, path)
 
 
+@figure("galsim_scene", "benchmarks/results/galsim_scene/*.json")
+def fig_galsim_scene(path, files):
+    """Galaxies per second through GalSim's config driver: emulator vs GalSim's profiles."""
+    from bayesemu.plots._base import new_figure, save
+
+    d = load_json(files[-1])
+    scenes = [(label, d[key]) for key, label in (("galsim_scene", "analytic (exponential)"),
+                                                 ("galsim_scene_cosmos", "COSMOS-type"))
+              if isinstance(d.get(key), dict) and "ratio_vs_galsim" in d[key]]
+    if not scenes:
+        return f"{rel(files[-1])} has no galsim_scene section"
+    fig, axes = new_figure(1, len(scenes), size=(3.0, 3.0))
+    top = max(r[k]["galaxies_per_s"] for _, r in scenes for k in ("emulator", "galsim"))
+    for ax, (label, r) in zip(axes[0], scenes):
+        rates = [r["emulator"]["galaxies_per_s"], r["galsim"]["galaxies_per_s"]]
+        ax.bar([0, 1], rates, color=["C0", "0.5"])
+        ax.set_yscale("log")
+        ax.set_ylim(1, 3 * top)           # one scale: bars from 1 galaxy/s
+        ax.set_xticks([0, 1], ["emulator", "GalSim"], fontsize=8)
+        ax.set_title(f"{label}: {r['ratio_vs_galsim']:.1f}x", fontsize=9)
+    axes[0, 0].set_ylabel(f"galaxies / s ({scenes[0][1]['n_galaxies']}-galaxy scene)")
+    save(fig, path)
+
+
 @figure("cosmos_population", "benchmarks/results/cosmos/*.json")
 def fig_cosmos(path, files):
     """COSMOS population statistics: every numeric summary per model (bar chart)."""
@@ -541,7 +565,8 @@ def build_all(out: Path, quick: bool, only: list[str] | None = None) -> dict:
     -------
     dict
         ``{name: "built" | "skipped: <reason>"}``; also written to
-        ``out/figures.json`` with the source of each figure.
+        ``out/figures.json`` with the source of each figure (with ``only``, merged
+        into the record already there).
     """
     out.mkdir(parents=True, exist_ok=True)
     chosen = [f for f in FIGURES if not only or f.name in only]
@@ -567,8 +592,19 @@ def build_all(out: Path, quick: bool, only: list[str] | None = None) -> dict:
             status[fig.name] = "built"
         print(f"[make_figures] {fig.name}: {status[fig.name]} "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
-    with open(out / "figures.json", "w") as f:
-        json.dump({"quick": quick, "status": status, "sources": sources}, f, indent=2)
+    record = {"quick": quick, "status": {}, "sources": {}}
+    path = out / "figures.json"
+    if only and path.exists():   # a partial rebuild keeps the record of the other figures
+        with open(path) as f:
+            old = json.load(f)
+        record["status"].update(old.get("status", {}))
+        record["sources"].update(old.get("sources", {}))
+        if run is None:          # no run figure rebuilt: they keep the old run's size
+            record["quick"] = old.get("quick", quick)
+    record["status"].update(status)
+    record["sources"].update(sources)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
     return status
 
 

@@ -3,8 +3,10 @@
 Runs the script as a subprocess (as a user would) with tiny sizes; checks that
 every key the benchmark issue asks for is present and that times, rates and
 ratios are finite and positive. It does not check speed targets: timings of
-a smoke run on a shared machine mean nothing. Part of the CI suite (the
-quick run takes 3-4 minutes on 2 cores, most of it compiling the samplers).
+a smoke run on a shared machine mean nothing. The CI suite runs the light sections
+(throughput, gradient, flops); the inference and scaling sections, whose quick run
+takes ~5 minutes on 2 cores (most of it compiling samplers), are in the slow tier
+(``pytest -m slow tests/test_benchmarks.py``).
 """
 
 from __future__ import annotations
@@ -66,17 +68,32 @@ def test_mean_shift_in_reference_sigmas():
     assert got["per_parameter"] == {"a": 2.0, "b": 0.5} and got["max"] == 2.0
 
 
-@pytest.fixture(scope="module")
-def quick_report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bench")
+#: Sections of the every-run smoke test; ``scaling`` and ``inference`` (most of the
+#: quick run's time: compiling samplers) are checked in the slow tier.
+LIGHT_SECTIONS = "throughput,gradient,flops"
+
+
+def _run_all(tmp: Path, only: str | None) -> dict:
     out = tmp / "results.json"
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--out", str(out),
-         "--cache", str(tmp / "cache")],
-        capture_output=True, text=True, timeout=900, cwd=str(REPO), env=env)
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--out", str(out),
+           "--cache", str(tmp / "cache")] + (["--only", only] if only else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=str(REPO),
+                          env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    """``run_all.py --quick --only throughput,gradient,flops``."""
+    return _run_all(tmp_path_factory.mktemp("bench"), LIGHT_SECTIONS)
+
+
+@pytest.fixture(scope="module")
+def full_quick_report(tmp_path_factory):
+    """``run_all.py --quick`` with every section."""
+    return _run_all(tmp_path_factory.mktemp("bench_full"), None)
 
 
 def test_machine_and_settings_recorded(quick_report):
@@ -116,8 +133,9 @@ def test_gradient_complete(quick_report):
     assert all(_positive(v) for v in g["ratio_vs_jax_galsim"].values())
 
 
-def test_inference_complete(quick_report):
-    inf = quick_report["inference"]
+@pytest.mark.slow  # compiles a dozen samplers: several minutes on 2 cores
+def test_inference_complete(full_quick_report):
+    inf = full_quick_report["inference"]
     keys = ["jax_galsim_nuts", "jax_galsim_nuts_blackjax", "galsim_emcee"] + [
         f"{e}/{b}" for e in EMULATORS for b in ("numpyro", "blackjax")]
     if "pca-gp" in EMULATORS:
@@ -141,8 +159,9 @@ def test_inference_complete(quick_report):
     assert b["galaxies"] >= 2 and _positive(b["galaxies_per_s"])
 
 
-def test_scaling_complete(quick_report):
-    sc = quick_report["scaling"]
+@pytest.mark.slow
+def test_scaling_complete(full_quick_report):
+    sc = full_quick_report["scaling"]
     for method in ("exact", "sparse"):
         rows = sc["gp"][method]
         assert rows and all(r["ok"] for r in rows), rows
@@ -169,5 +188,12 @@ def test_flops_fraction(quick_report):
 def test_markdown_table_renders(quick_report):
     run_all = _bench_module("run_all")
     text = run_all.markdown_table(quick_report)
+    for word in ("galsim", "jax_galsim", "decoder"):
+        assert word in text
+
+
+@pytest.mark.slow
+def test_markdown_table_renders_every_section(full_quick_report):
+    text = _bench_module("run_all").markdown_table(full_quick_report)
     for word in ("galsim", "jax_galsim_nuts", "pca-gp/numpyro", "GP fit", "decoder"):
         assert word in text
