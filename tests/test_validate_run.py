@@ -324,6 +324,43 @@ def _check_report(out, metrics):
     return figures, report
 
 
+def test_population_section_compares_draws_and_means_with_the_truth(tiny, tmp_path):
+    """The population section on the analytic model: the galaxies are fixed by their
+    parameters, so the emulated mean's HSM sizes and the size-vs-scale_radius relation
+    match the truth's; the figures are written and read."""
+    from bayesemu.validation.run import validate
+    from bayesemu.validation.sections import population
+    from bayesemu.validation.sections.population import QUICK_MORPHOLOGY
+
+    root, train, test, emu = tiny
+    out = tmp_path / "pop"
+    m = validate(emu, test, out, sections=(population,), quick=True, progress=False)
+    pop = m["population"]
+    assert pop["n"] == 48
+    for which in ("draws", "mean"):
+        stats = pop[which]["statistics"]
+        assert {"e1", "e2", "abs_e", "sigma", "rho4"} <= set(stats)
+        assert all(v["ks_p"] is None or 0 <= v["ks_p"] <= 1 for v in stats.values())
+    # deterministic galaxies: sizes agree to a few per cent, and the same distribution
+    size = pop["mean"]["mean_size_ratio"]
+    assert abs(size["value"] - 1) < 0.03 and 0 < size["error"] < 0.03
+    assert pop["mean"]["statistics"]["sigma"]["ks_p"] > 0.01
+    rel = pop["relations"]["size"]
+    assert rel["parameter"] == "scale_radius" and 0.3 < rel["slope_true"] < 1.2
+    assert rel["slope_draws"] == pytest.approx(rel["slope_true"], abs=0.1)
+    assert pop["relations"]["flux"]["median_stamp_flux_ratio"] == pytest.approx(1, abs=0.05)
+    try:
+        import statmorph  # noqa: F401
+    except ImportError:
+        assert pop["n_morphology"] == 0 and "gini" not in pop["draws"]["statistics"]
+    else:
+        assert pop["n_morphology"] == QUICK_MORPHOLOGY
+        assert pop["draws"]["statistics"]["gini"]["n"] >= QUICK_MORPHOLOGY - 1
+    figures, report = _check_report(out, m)
+    assert {"population_statistics.png", "population_relations.png"} <= set(figures)
+    assert "KS p-values of the draws" in report
+
+
 @pytest.mark.slow
 def test_validate_quick_end_to_end(tiny, tmp_path):
     from bayesemu.validation.run import validate

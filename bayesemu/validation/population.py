@@ -88,7 +88,9 @@ def _morphology(images: np.ndarray, noise_sigma: float | None) -> dict[str, np.n
             src = statmorph.source_morphology(img, segmap, weightmap=np.full(img.shape, sigma))[0]
         except Exception:  # statmorph raises many kinds for pathological stamps
             continue
-        if getattr(src, "flag", 0) > 1:
+        # flag 2 ("bad") is also what statmorph raises for a noiseless stamp whose galaxy
+        # reaches the edge ("not background-subtracted"): keep all but catastrophic (4)
+        if getattr(src, "flag", 0) >= 4:
             continue
         for k, attr in zip(MORPHOLOGY_STATISTICS, ("gini", "m20", "concentration", "asymmetry",
                                                    "smoothness")):
