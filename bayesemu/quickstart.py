@@ -2,7 +2,7 @@
 
 Steps (each printed with its wall time)::
 
-    1. simulate   analytic GalSim training and test sets      DIR/data/{train,test}.zarr
+    1. simulate   GalSim training and test sets                DIR/data/{train,test}.zarr
     2. train      an emulator (PCA-GP, exact flux scaling)     DIR/model/
     3. observe    one GalSim galaxy at a known θ plus noise    DIR/observation.fits
     4. infer      its posterior with NUTS (blackjax, 4 chains) DIR/posterior.nc, DIR/corner.png
@@ -10,6 +10,15 @@ Steps (each printed with its wall time)::
 
 ``quick=True`` shrinks everything (32x32 stamps, 128 training images, short
 chains, 20 SBC replicates) so that the test suite can run it.
+
+``dataset="cosmos"`` runs the same steps on the offline COSMOS-like population
+(:class:`~bayesemu.simulators.CosmosPopulationSimulator`: Sersic + clumps
+through an ACS-like PSF, 64x64 at 0.03"/pixel; a stand-in for the COSMOS 25.2
+sample, see the README): the observed galaxy is a draw of the population
+density, the noise is white with the COSMOS pixel standard deviation (the
+likelihood has no correlated-noise model yet), the PCA keeps 97.7% of the
+variance (the report's COSMOS truncation) and validation adds nothing new:
+its population section compares emulated draws with the true galaxies.
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ from .errors import BayesemuInputError
 from .validation.sbc_run import QUICK_SBC, SBCSettings
 
 __all__ = ["quickstart", "QuickstartResult", "QuickstartConfig", "DEFAULT", "QUICK",
-           "TRUE_THETA"]
+           "COSMOS_DEFAULT", "COSMOS_QUICK", "DATASETS", "TRUE_THETA"]
+
+#: Datasets of the quickstart: the analytic galaxies and the COSMOS-like population.
+DATASETS = ("analytic", "cosmos")
 
 #: The galaxy observed in step 3 (flux [counts], scale_radius [arcsec], g1, g2, psf_fwhm [arcsec]).
 TRUE_THETA = {"flux": 3.0e4, "scale_radius": 0.4, "g1": 0.2, "g2": -0.15, "psf_fwhm": 0.3}
@@ -69,6 +81,11 @@ QUICK = QuickstartConfig(n_train=128, n_test=32, stamp=32, num_chains=2, num_war
                          num_samples=150, n_sbc=QUICK_SBC.n_replicates, n_compare=1, umap=False,
                          gp_steps=100, variance_threshold=0.995, quick_validate=True,
                          sbc=QUICK_SBC)
+#: The COSMOS-like population: the same sizes, PCA at the report's COSMOS truncation
+#: (97.7% of the variance: its many small clump components are below the noise).
+COSMOS_DEFAULT = DEFAULT._replace(variance_threshold=0.977)
+#: Test-sized COSMOS-like run.
+COSMOS_QUICK = QUICK._replace(variance_threshold=0.977)
 
 
 class QuickstartResult(NamedTuple):
@@ -140,20 +157,25 @@ def _prepare_output(out_dir, overwrite: bool) -> Path:
     return out
 
 
-def _observe(simulator, cfg: QuickstartConfig, seed: int, path: Path):
-    """One noisy GalSim observation of :data:`TRUE_THETA`, written to ``path``."""
+def _observe(simulator, noise_sigma: float, seed: int, path: Path):
+    """One noisy GalSim observation, written to ``path``: of :data:`TRUE_THETA` for the
+    analytic simulator, else of a draw of the simulator's parameter density."""
     from .files import write_fits
     from .simulators import GaussianNoise
 
-    truth = dict(TRUE_THETA)
-    theta = np.array([truth[n] for n in simulator.space.names])
-    image = GaussianNoise(cfg.noise_sigma).add(simulator.draw(theta[None]), seed, rows=[7])[0]
-    write_fits(path, image, {"PIXSCALE": simulator.pixel_scale, "NOISESIG": cfg.noise_sigma,
+    if tuple(simulator.space.names) == tuple(TRUE_THETA):
+        theta = np.array([TRUE_THETA[n] for n in simulator.space.names])
+    else:
+        theta = np.asarray(simulator.design(1, seed=seed + 2)[0], np.float64)
+    truth = {n: float(v) for n, v in zip(simulator.space.names, theta)}
+    image = GaussianNoise(noise_sigma).add(simulator.draw(theta[None]), seed, rows=[7])[0]
+    write_fits(path, image, {"PIXSCALE": simulator.pixel_scale, "NOISESIG": noise_sigma,
                              **{f"TRUE{i}": float(v) for i, v in enumerate(theta)}})
     return truth, image
 
 
-def _infer(emu, image, truth, cfg: QuickstartConfig, seed: int, quick: bool, paths: dict):
+def _infer(emu, image, truth, cfg: QuickstartConfig, noise_sigma: float, seed: int,
+           quick: bool, paths: dict):
     """NUTS posterior of the observation: NetCDF, corner plot; returns the InferenceData."""
     import warnings
 
@@ -165,7 +187,7 @@ def _infer(emu, image, truth, cfg: QuickstartConfig, seed: int, quick: bool, pat
     with warnings.catch_warnings():
         if quick:
             warnings.simplefilter("ignore", ConvergenceWarning)
-        idata = infer(emu, image, cfg.noise_sigma, backend="blackjax", num_chains=cfg.num_chains,
+        idata = infer(emu, image, noise_sigma, backend="blackjax", num_chains=cfg.num_chains,
                       num_warmup=cfg.num_warmup, num_samples=cfg.num_samples, seed=seed)
     write_netcdf(idata, paths["posterior"])
     corner_plot(idata, paths["corner"], truths=truth, title=f"{emu.kind}: one GalSim galaxy")
@@ -173,7 +195,7 @@ def _infer(emu, image, truth, cfg: QuickstartConfig, seed: int, quick: bool, pat
 
 
 def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca-gp",
-               progress: bool = True, overwrite: bool = False,
+               dataset: str = "analytic", progress: bool = True, overwrite: bool = False,
                config: QuickstartConfig | None = None) -> QuickstartResult:
     """Simulate, train, infer one galaxy and validate, writing everything to ``out_dir``.
 
@@ -189,6 +211,9 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     model : str
         Emulator kind ``GENERATOR-CONDITIONER`` (``pca-gp``, ``vae-gp``,
         ``vae-maf``, ...), trained with exact flux scaling.
+    dataset : {"analytic", "cosmos"}
+        The analytic exponential galaxies, or the offline COSMOS-like
+        population (:data:`COSMOS_DEFAULT` / :data:`COSMOS_QUICK` sizes).
     progress : bool
         Print each step and show progress bars (stderr); the final summary
         goes to stdout either way.
@@ -204,21 +229,29 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     from . import training
     from .data import simulate
     from .registry import split_model_kind
-    from .simulators import AnalyticSimulator
+    from .simulators import AnalyticSimulator, CosmosPopulationSimulator
     from .validation.run import validate
 
     split_model_kind(model)  # refuses unknown kinds, listing the registered parts
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayesemuInputError(f"seed must be an integer >= 0, got {seed!r}")
-    cfg = config or (QUICK if quick else DEFAULT)
+    if dataset not in DATASETS:
+        raise BayesemuInputError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    if dataset == "cosmos":
+        cfg = config or (COSMOS_QUICK if quick else COSMOS_DEFAULT)
+        sim = CosmosPopulationSimulator(stamp=cfg.stamp)
+        noise_sigma = float(sim.noise.sigma)   # white noise of the COSMOS pixel variance
+    else:
+        cfg = config or (QUICK if quick else DEFAULT)
+        sim = AnalyticSimulator(stamp=cfg.stamp, noise_sigma=cfg.noise_sigma)
+        noise_sigma = float(cfg.noise_sigma)
     out = _prepare_output(out_dir, overwrite)
     paths = {"train": out / "data" / "train.zarr", "test": out / "data" / "test.zarr",
              "model": out / "model", "obs": out / "observation.fits",
              "posterior": out / "posterior.nc", "corner": out / "corner.png"}
     steps = _Steps(progress)
-    sim = AnalyticSimulator(stamp=cfg.stamp, noise_sigma=cfg.noise_sigma)
     with steps.step(1, "simulate", f"simulating {cfg.n_train} training + {cfg.n_test} test "
-                                   f"analytic galaxies ({cfg.stamp}x{cfg.stamp} stamps, GalSim)") as r:
+                                   f"{sim.name} galaxies ({cfg.stamp}x{cfg.stamp} stamps, GalSim)") as r:
         train = simulate(sim, cfg.n_train, seed, out=paths["train"], overwrite=overwrite,
                          progress=progress)
         test = simulate(sim, cfg.n_test, seed + 1, out=paths["test"], overwrite=overwrite,
@@ -232,18 +265,18 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
         emu.save(paths["model"])
         r["done"] = f"latent dim {emu.latent_dim} -> {paths['model']}"
     with steps.step(3, "observe", "drawing one GalSim galaxy at a known θ plus noise") as r:
-        truth, image = _observe(sim, cfg, seed, paths["obs"])
+        truth, image = _observe(sim, noise_sigma, seed, paths["obs"])
         r["done"] = f"{paths['obs']} ({', '.join(f'{k}={v:g}' for k, v in truth.items())})"
     with steps.step(4, "infer", f"NUTS posterior of the observed galaxy (blackjax, "
                                 f"{cfg.num_chains} chains x {cfg.num_warmup}+{cfg.num_samples})"):
-        idata = _infer(emu, image, truth, cfg, seed, quick, paths)
+        idata = _infer(emu, image, truth, cfg, noise_sigma, seed, quick, paths)
     corner_item = (paths["corner"], "Posterior of one GalSim galaxy (corner plot)",
-                   _posterior_reading(idata, truth, sim.space.names, cfg.noise_sigma,
+                   _posterior_reading(idata, truth, sim.space.names, noise_sigma,
                                       steps.times["infer"]))
     with steps.step(5, "validate", f"validating against {len(test)} test images and "
                                    f"{cfg.n_sbc} SBC replicates"):
         metrics = validate(emu, test, out, train_dataset=train, quick=cfg.quick_validate,
-                           n_sbc=cfg.n_sbc, noise_sigma=cfg.noise_sigma, seed=seed,
+                           n_sbc=cfg.n_sbc, noise_sigma=noise_sigma, seed=seed,
                            n_compare=cfg.n_compare, umap=cfg.umap, sbc_settings=cfg.sbc,
                            extra_figures=[corner_item], progress=progress)
     result = QuickstartResult(

@@ -26,7 +26,32 @@ def test_quickstart_rejects_bad_arguments(tmp_path):
         quickstart(tmp_path / "a", model="pca-krig")
     with pytest.raises(BayesemuInputError, match="seed"):
         quickstart(tmp_path / "b", seed=-1)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(BayesemuInputError, match="dataset must be one of analytic, cosmos"):
+        quickstart(tmp_path / "c", dataset="sdss")
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+@pytest.mark.slow  # ~3 min on 2 cores
+def test_quickstart_on_the_cosmos_population(tmp_path, capsys):
+    """``quickstart --dataset cosmos --quick``: every step runs on the COSMOS-like
+    population; the observation is a population draw at the COSMOS noise level."""
+    from astropy.io import fits
+
+    from bayesemu.simulators import CosmosPopulationSimulator
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--dataset", "cosmos", "--out", str(out), "--quick",
+                 "--no-progress"]) == 0
+    assert "bayesemu quickstart finished" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    sim = CosmosPopulationSimulator(stamp=32)
+    assert metrics["noise_sigma"] == pytest.approx(sim.noise.sigma)
+    assert metrics["population"]["n"] == 32
+    with fits.open(out / "observation.fits") as hdul:
+        image, header = hdul[0].data, hdul[0].header
+    theta = np.array([header[f"TRUE{i}"] for i in range(6)])
+    sim.space.validate(theta)     # a draw of the population density
+    assert image.shape == (32, 32) and (out / "posterior.nc").exists()
 
 
 @pytest.mark.slow
