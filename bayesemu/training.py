@@ -127,7 +127,7 @@ def train(dataset, model: str | None = None, *, generator: Any = None,
           variance_threshold: float | None = None, epochs: int | None = None,
           patience: int | None = None, val_fraction: float | None = None, vae_config: Any = None,
           gp_options: dict | None = None, maf_options: dict | None = None, checkpoint_dir=None,
-          checkpoint_every: int | None = None, resume: bool = False):
+          checkpoint_every: int | None = None, resume: bool = False, augment: str | None = None):
     """Train an emulator on a dataset.
 
     Parameters
@@ -171,6 +171,14 @@ def train(dataset, model: str | None = None, *, generator: Any = None,
         generator and the conditioner, and the model has no error model.
     progress : bool
         Show progress bars and live losses.
+    augment : {None, "dihedral"}
+        ``"dihedral"``: train the generator and the conditioner on every
+        training image under the 8 symmetries of the square (90° rotations and
+        flips, with ``beta`` or ``(g1, g2)`` transformed to match;
+        :mod:`bayesemu.data.augment`), 8x the images. Only the images that
+        train are augmented: the error model's held-out images stay as they
+        are, so no rotated copy of a held-out galaxy is trained on. Valid for
+        PSFs with the square's symmetry (Gaussian, the ACS-like PSF).
     latent_dim, variance_threshold, epochs, patience, val_fraction, vae_config, gp_options, \
 maf_options, checkpoint_dir, checkpoint_every, resume
         Keywords of bayesemu 0.1, still accepted for one version: each goes
@@ -209,14 +217,19 @@ maf_options, checkpoint_dir, checkpoint_every, resume
 
     eopts = {**ERROR_MODEL_OPTIONS, **_check_options(tuple(ERROR_MODEL_OPTIONS),
                                                      error_model_options, "error_model_options")}
+    if augment not in (None, "dihedral"):
+        raise BayesemuInputError(f"augment must be None or 'dihedral', got {augment!r}")
     images, params = _as_arrays(dataset)
     if len(images) < 8:
         raise BayesemuInputError(f"need at least 8 training images, got {len(images)}")
     fit_rows = hold = np.arange(len(images))
     if error_model:
         fit_rows, hold = holdout_split(len(images), eopts["holdout"], eopts["min_holdout"], seed)
+    fit_images, fit_params = images[fit_rows], params[fit_rows]
+    if augment == "dihedral":
+        fit_images, fit_params = _dihedral(fit_images, fit_params, dataset.space)
     t0 = time.perf_counter()
-    gen, cond, info = fit_parts(jax.random.key(seed), images[fit_rows], params[fit_rows],
+    gen, cond, info = fit_parts(jax.random.key(seed), fit_images, fit_params,
                                 dataset.space, generator=gen_name, conditioner=cond_name,
                                 physics=physics, generator_options=gopts,
                                 conditioner_options=copts, fitted_generator=fitted,
@@ -229,8 +242,23 @@ maf_options, checkpoint_dir, checkpoint_every, resume
                                                                             "min_holdout")})
         emu = dataclasses.replace(emu, error_model=em)
         info["error_model"] = em.info
+    if augment is not None:
+        info["augment"] = {"kind": augment, "images": int(len(fit_images)),
+                           "source_images": int(len(fit_rows))}
     metadata = _metadata(dataset, len(fit_rows), seed, time.perf_counter() - t0, info)
     return dataclasses.replace(emu, metadata=metadata)
+
+
+def _dihedral(images: np.ndarray, params: np.ndarray, space) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` and ``params`` under the 8 elements of D4, element by element."""
+    from .data.augment import DIHEDRAL, transform_images, transform_params
+
+    if images.shape[-1] != images.shape[-2]:
+        raise BayesemuInputError(f"augment='dihedral' needs square stamps, got "
+                                 f"{images.shape[-2]}x{images.shape[-1]}")
+    imgs = [transform_images(images, k, f) for k, f in DIHEDRAL]
+    pars = [transform_params(params, space, k, f) for k, f in DIHEDRAL]
+    return np.concatenate(imgs).astype(images.dtype), np.concatenate(pars)
 
 
 def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> dict:
@@ -245,7 +273,8 @@ def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> d
         "train_s": round(train_s, 3),
         "generator_train_s": round(info["generator_train_s"], 3),
         "noise_sigma": float(getattr(dataset, "noise_sigma", 30.0)),
-        "fit": {k: info[k] for k in ("generator", "conditioner", "error_model") if k in info},
+        "fit": {k: info[k] for k in ("generator", "conditioner", "error_model", "augment")
+                if k in info},
     }
     best = info.get("generator", {}).get("best_epoch")
     if best is not None:

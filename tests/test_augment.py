@@ -45,3 +45,31 @@ def test_augmented_dataset_has_eight_copies():
                                np.tile(ds.load_images().sum((1, 2)), 8), rtol=1e-5)
     with pytest.raises(BayesemuInputError, match="at least one"):
         augment_dihedral(ds, [])
+
+
+def test_training_with_augmentation_makes_the_emulator_equivariant():
+    """``train(..., augment="dihedral")``: the generator and conditioner see the 8 images of
+    each training galaxy (not the held-out ones), and the emulated galaxy of a rotated
+    parameter vector is closer to the rotated emulated galaxy than without augmentation."""
+    ds = bayesemu.simulate_analytic(n=48, seed=3, stamp=16, progress=False)
+    opts = dict(generator_options={"variance_threshold": 0.999},
+                conditioner_options={"steps": 30}, progress=False, seed=0)
+    plain = bayesemu.train(ds, "pca-gp", **opts)
+    aug = bayesemu.train(ds, "pca-gp", augment="dihedral", **opts)
+    n_fit = plain.metadata["n_train"]
+    assert aug.metadata["fit"]["augment"] == {"kind": "dihedral", "images": 8 * n_fit,
+                                              "source_images": n_fit}
+    assert aug.error_model is not None and "augment" not in plain.metadata["fit"]
+    theta = np.array([[3e4, 0.45, 0.2, -0.1, 0.3], [1e4, 0.3, -0.05, 0.25, 0.35]])
+
+    def equivariance_error(emu):
+        base = emu.predict(theta)
+        worst = 0.0
+        for k, f in DIHEDRAL[1:]:
+            moved = emu.predict(transform_params(theta, ds.space, k, f))
+            worst = max(worst, float(np.abs(transform_images(base, k, f) - moved).max()))
+        return worst / float(np.abs(base).max())
+
+    assert equivariance_error(aug) < 0.5 * equivariance_error(plain)
+    with pytest.raises(BayesemuInputError, match="augment must be"):
+        bayesemu.train(ds, "pca-gp", augment="rot90", **opts)
