@@ -148,7 +148,10 @@ def train(dataset, model: str | None = None, *, generator: Any = None,
         The conditioner's registry name.
     generator_options, conditioner_options : dict, optional
         Keyword options of the parts' ``fit`` (e.g. PCA ``variance_threshold``,
-        ``n_components``; VAE ``config``, ``epochs``, ``patience``,
+        ``n_components``; ``variance_threshold="noise"`` keeps the PCA components
+        whose signal exceeds the dataset's own noise model along them, with
+        ``snr`` (default 1) as the required ratio, recorded in
+        ``metadata["fit"]["noise_truncation"]``; VAE ``config``, ``epochs``, ``patience``,
         ``val_fraction``, ``checkpoint_dir``, ``checkpoint_every``, ``resume``;
         GP ``steps``, ``n_hyper``, ``n_inducing``, ...; MAF ``max_epochs``, ...).
         Unknown options are refused with the list of known ones.
@@ -198,8 +201,10 @@ maf_options, checkpoint_dir, checkpoint_every, resume
     if physics not in PHYSICS:
         raise BayesemuInputError(f"physics must be one of {', '.join(PHYSICS.names())}, got "
                                  f"{physics!r}")
-    if variance_threshold is not None and not 0.0 < variance_threshold <= 1.0:
-        raise BayesemuInputError(f"variance_threshold must be in (0, 1], got {variance_threshold}")
+    if variance_threshold is not None and variance_threshold != "noise" and not (
+            isinstance(variance_threshold, (int, float)) and 0.0 < variance_threshold <= 1.0):
+        raise BayesemuInputError(f"variance_threshold must be in (0, 1] or 'noise', got "
+                                 f"{variance_threshold!r}")
     if latent_dim is not None and latent_dim < 1:
         raise BayesemuInputError(f"latent_dim must be >= 1, got {latent_dim}")
     legacy_gen = {"latent_dim": latent_dim, "variance_threshold": variance_threshold,
@@ -226,6 +231,13 @@ maf_options, checkpoint_dir, checkpoint_every, resume
     if error_model:
         fit_rows, hold = holdout_split(len(images), eopts["holdout"], eopts["min_holdout"], seed)
     fit_images, fit_params = images[fit_rows], params[fit_rows]
+    truncation = None
+    if gopts.get("variance_threshold") == "noise":
+        if gen_name != "pca" or fitted is not None:
+            raise BayesemuInputError("variance_threshold='noise' chooses a PCA truncation: it "
+                                     "needs the pca generator, fitted here")
+        gopts, truncation = _noise_truncation(fit_images, fit_params, fit_rows, dataset,
+                                              physics, gopts, seed)
     if augment == "dihedral":
         fit_images, fit_params = _dihedral(fit_images, fit_params, dataset.space)
     t0 = time.perf_counter()
@@ -242,11 +254,56 @@ maf_options, checkpoint_dir, checkpoint_every, resume
                                                                             "min_holdout")})
         emu = dataclasses.replace(emu, error_model=em)
         info["error_model"] = em.info
+    if truncation is not None:
+        info["noise_truncation"] = truncation
     if augment is not None:
         info["augment"] = {"kind": augment, "images": int(len(fit_images)),
                            "source_images": int(len(fit_rows))}
     metadata = _metadata(dataset, len(fit_rows), seed, time.perf_counter() - t0, info)
     return dataclasses.replace(emu, metadata=metadata)
+
+
+#: Noise realisations and largest basis of the noise-aware PCA truncation.
+_NOISE_FIELDS, _MAX_COMPONENTS = 64, 512
+
+
+def _noise_truncation(images, params, rows, dataset, physics: str, gopts: dict,
+                      seed: int) -> tuple[dict, dict]:
+    """Generator options with ``n_components`` chosen at the dataset's noise.
+
+    A PCA of the generator's targets (``images / image_scale``, as
+    :func:`fit_parts` fits them) with up to :data:`_MAX_COMPONENTS`
+    components; noise fields are the dataset's own noise model
+    (``Dataset.noisy_images``: white or COSMOS-correlated) drawn for
+    :data:`_NOISE_FIELDS` training rows and divided by those rows' image scale,
+    i.e. the noise in the generator's space over the training population;
+    :func:`~bayesemu.generators.pca_noise.noise_aware_truncation` keeps the
+    leading components whose signal variance exceeds the noise variance
+    along them (``snr`` from the options, default 1).
+    """
+    from .generators.pca import fit_pca
+    from .generators.pca_noise import noise_aware_truncation
+    from .physics import physics_mode
+
+    opts = dict(gopts)
+    opts.pop("variance_threshold")
+    snr = float(opts.pop("snr", 1.0))
+    if opts.get("n_components") is not None or opts.get("latent_dim") is not None:
+        raise BayesemuInputError("variance_threshold='noise' chooses n_components; do not give "
+                                 "both")
+    mode = physics_mode(physics)
+    targets = images / mode.image_scale(dataset.space, params)[:, None, None].astype(np.float32)
+    pick = np.asarray(rows)[np.random.default_rng(seed).permutation(len(rows))[:_NOISE_FIELDS]]
+    pick = np.sort(pick)
+    fields = dataset.noisy_images(seed, indices=pick) - dataset.load_images(pick)
+    fields = fields / mode.image_scale(dataset.space, np.asarray(dataset.params)[pick])[
+        :, None, None]
+    full = fit_pca(targets, n_components=min(len(targets) - 1, _MAX_COMPONENTS))
+    cut = noise_aware_truncation(full, targets, fields, snr=snr)
+    opts["n_components"] = int(cut.n_components)
+    return opts, {"n_components": int(cut.n_components), "snr": snr,
+                  "explained_variance": float(cut.explained_variance),
+                  "noise_fields": int(len(fields)), "basis_components": int(full.latent_dim)}
 
 
 def _dihedral(images: np.ndarray, params: np.ndarray, space) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +330,8 @@ def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> d
         "train_s": round(train_s, 3),
         "generator_train_s": round(info["generator_train_s"], 3),
         "noise_sigma": float(getattr(dataset, "noise_sigma", 30.0)),
-        "fit": {k: info[k] for k in ("generator", "conditioner", "error_model", "augment")
-                if k in info},
+        "fit": {k: info[k] for k in ("generator", "conditioner", "error_model", "augment",
+                                     "noise_truncation") if k in info},
     }
     best = info.get("generator", {}).get("best_epoch")
     if best is not None:

@@ -42,3 +42,27 @@ def test_correlated_noise_is_louder_along_smooth_components():
     # positive correlations put more than the pixel variance on the smooth leading component
     assert res.noise_variance[0] > 1.5 * noise.pixel_variance
     assert 1 <= res.n_components <= 40
+
+
+def test_train_chooses_the_pca_truncation_at_the_datasets_noise():
+    """``variance_threshold="noise"``: louder noise keeps fewer components; the choice is
+    recorded in the model's metadata and refused with an explicit component count."""
+    from bayesemu.data import from_arrays
+    from bayesemu.errors import BayesemuInputError
+
+    ds = bayesemu.simulate_analytic(n=40, seed=2, stamp=16, progress=False)
+    opts = dict(conditioner_options={"steps": 5}, progress=False, error_model=False)
+    kept = {}
+    for sigma in (3.0, 300.0):
+        noisy = from_arrays(ds.load_images(), ds.params, ds.space,
+                                          pixel_scale=ds.pixel_scale, noise_sigma=sigma)
+        emu = bayesemu.train(noisy, "pca-gp", variance_threshold="noise", **opts)
+        info = emu.metadata["fit"]["noise_truncation"]
+        assert emu.latent_dim == info["n_components"] >= 1 and info["snr"] == 1.0
+        kept[sigma] = emu.latent_dim
+    assert kept[300.0] < kept[3.0]
+    with pytest.raises(BayesemuInputError, match="do not give both"):
+        bayesemu.train(ds, "pca-gp", generator_options={"variance_threshold": "noise",
+                                                        "n_components": 3}, **opts)
+    with pytest.raises(BayesemuInputError, match="variance_threshold must be"):
+        bayesemu.train(ds, "pca-gp", variance_threshold="loud", **opts)

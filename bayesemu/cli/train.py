@@ -10,6 +10,8 @@ part takes its own options as JSON (``--generator-options``,
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 import time
 from pathlib import Path
@@ -32,9 +34,10 @@ def register(sub) -> None:
                    help="'flux': exact flux scaling (default); 'none': black-box map")
     p.add_argument("--latent-dim", type=int, default=None,
                    help="latent size (VAE, default 20) or fixed PCA component count")
-    p.add_argument("--variance-threshold", type=float, default=None,
+    p.add_argument("--variance-threshold", type=_threshold, default=None, metavar="F|noise",
                    help="PCA explained-variance threshold (default 0.9999; the report's 0.995 "
-                        "makes galaxies rounder, shear bias m ~ -0.04)")
+                        "makes galaxies rounder, shear bias m ~ -0.04), or 'noise': keep the "
+                        "components whose signal exceeds the data's own noise model along them")
     p.add_argument("--epochs", type=int, default=None, help="maximum VAE epochs (default 200)")
     p.add_argument("--patience", type=int, default=None,
                    help="VAE early-stopping patience in epochs (default 20)")
@@ -107,6 +110,16 @@ def run(args) -> int:
     print(f"trained {emu.kind} ({emu.physics} physics, latent dim {emu.latent_dim}) on "
           f"{len(ds)} images in {time.perf_counter() - t0:.1f} s -> {out}", file=sys.stdout)
     return 0
+
+
+def _threshold(text: str):
+    """``--variance-threshold``: a float or ``noise``."""
+    if text == "noise":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'noise', got {text!r}")
 
 
 def _json_object(text: str | None, option: str) -> dict | None:
