@@ -414,7 +414,8 @@ def fig_gp_inducing(path, files):
     """Shear m, log-likelihood gradients/s and ESS/s of the exact and inducing-point GP means."""
     from bayesemu.plots._base import new_figure, save
 
-    d = load_json(files[-1])
+    # the file with the most rows (the latest of equals): one run side by side
+    d = max((load_json(f) for f in files), key=lambda d: len(d.get("rows") or {}))
     rows = d.get("rows")
     if not rows:
         return f"{rel(files[-1])} has no 'rows'"

@@ -91,3 +91,47 @@ def test_shear_cli_bad_inputs_exit_2(tmp_path, capsys, args, message):
         main(argv)
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow  # three runs of `bayesemu shear` in subprocesses: ~2-4 min on 2 cores
+def test_killed_shear_run_resumes_to_the_uninterrupted_result(field, tmp_path):
+    """SIGKILL a real ``bayesemu shear`` after some chunks are written, rerun the same
+    command: the per-galaxy stage and the shear posterior equal an uninterrupted run's."""
+    import os
+    import subprocess
+    import sys
+
+    import arviz as az
+    import zarr
+    from cli_helpers import run_and_kill
+
+    def cmd(out):
+        return [sys.executable, "-c", "import sys; from bayesemu.cli import main; sys.exit(main())",
+                "shear", str(field / "model"), "--images", str(field / "cube.fits"),
+                "--noise-sigma", str(SIGMA), "--out", str(out), "--chunk-size", "1",
+                "--num-chains", "1", "--num-warmup", "60", "--num-samples", "100", "--no-progress"]
+
+    env = dict(os.environ, PYTHONWARNINGS="ignore", JAX_PLATFORMS="cpu")
+    ref = subprocess.run(cmd(tmp_path / "ref.nc"), capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "killed.nc"
+    stage_path = out.with_suffix(".stage.zarr")
+
+    def chunks_done() -> int:
+        try:
+            return int(np.asarray(zarr.open_group(str(stage_path), mode="r")["done"][:]).sum())
+        except Exception:  # noqa: BLE001 - the store is still being created
+            return 0
+
+    run_and_kill(cmd(out), lambda: chunks_done() >= 2, "the shear run", poll=0.05, env=env)
+    assert 2 <= chunks_done() < 8
+    assert not out.exists()
+    rerun = subprocess.run(cmd(out), capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "chunk(s) sampled now" in rerun.stdout
+    a = zarr.open_group(str(stage_path), mode="r")
+    b = zarr.open_group(str((tmp_path / "ref.nc").with_suffix(".stage.zarr")), mode="r")
+    np.testing.assert_array_equal(np.asarray(a["e_obs"][:]), np.asarray(b["e_obs"][:]))
+    np.testing.assert_array_equal(az.from_netcdf(str(out)).posterior["shear_g1"].values,
+                                  az.from_netcdf(str(tmp_path / "ref.nc")).posterior["shear_g1"].values)

@@ -1,15 +1,14 @@
 """``bayesemu simulate analytic``: outputs, one-line errors with exit code 2, resuming."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import bayesemu.data.distributed as distributed
+from cli_helpers import run_and_kill
 from cli_helpers import run_cli as _run
 from bayesemu.data import load_dataset, simulate_analytic
 
@@ -127,18 +126,9 @@ def test_killed_process_resumes_to_the_uninterrupted_dataset(tmp_path):
            "--seed", "2", "--stamp", "32", "--chunk-size", "16", "--out", str(out),
            "--no-progress"]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     done_dir = out / "done" / "c"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if done_dir.is_dir() and len(list(done_dir.iterdir())) >= 4:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("the simulation finished before it could be killed")
-    assert proc.returncode == -signal.SIGKILL
+    run_and_kill(cmd, lambda: done_dir.is_dir() and len(list(done_dir.iterdir())) >= 4,
+                 "the simulation", timeout=120, env=env)
     finished = len(list(done_dir.iterdir()))
     assert 4 <= finished < 64
     with pytest.raises(Exception, match="incomplete"):

@@ -3,16 +3,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from reliability_toys import PIXEL_SCALE, STAMP, THETA, TINY_VAE, toy_dataset, train_tiny
 
 import bayesemu
+from cli_helpers import run_and_kill
 from cli_helpers import run_cli as _run
 from bayesemu.files import load_arrays, read_manifest
 
@@ -83,17 +82,8 @@ def test_killed_training_resumes_to_the_uninterrupted_model(data_zarr, tmp_path)
     assert total == epochs * steps
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "checkpoints" / "manifest.json").exists():
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("training finished before it could be killed")
-    assert proc.returncode == -signal.SIGKILL
+    run_and_kill(cmd(out), (out / "checkpoints" / "manifest.json").exists, "training",
+                 poll=0.01, env=env)
     step = read_manifest(out / "checkpoints", "checkpoint")["global_step"]
     assert 0 < step < total and not (out / "manifest.json").exists()
 

@@ -435,3 +435,19 @@ def test_shipped_pretrained_models_verify_and_emulate_their_simulator():
         pred = np.asarray(emu.predict(thetas))
         sigma = entry["metrics"]["noise_sigma"]
         assert np.mean((pred - truth) ** 2) < 0.05 * sigma**2, entry["name"]
+
+
+def test_a_pretrained_model_infers_a_galaxy_with_no_training():
+    """Right after ``pip install``: load a shipped model, infer one GalSim galaxy."""
+    import bayesemu
+
+    emu = bayesemu.load_pretrained("analytic-pca-gp-32")
+    theta = np.array([4e4, 0.45, 0.15, -0.1, 0.3])
+    sigma = 30.0
+    rng = np.random.default_rng(11)
+    image = emu.simulator().draw(theta[None])[0] + sigma * rng.normal(size=emu.image_shape)
+    idata = bayesemu.infer(emu, image.astype(np.float32), sigma, num_chains=1, num_warmup=150,
+                           num_samples=150, seed=2, check=False)
+    for name, true in zip(emu.space.names, theta):
+        draws = idata.posterior[name].values.ravel()
+        assert abs(draws.mean() - true) < 4 * draws.std() + 1e-3 * abs(true), name
