@@ -550,6 +550,9 @@ def fig_cosmos(path, files):
                 "its format in paper/make_figures.py")
     keys = sorted({k for v in stats.values() if isinstance(v, dict) for k, x in v.items()
                    if isinstance(x, (int, float))})
+    if not keys:
+        return (f"{rel(files[-1])}: its 'population'/'statistics' entry holds no per-model "
+                "numeric statistics")
     fig, axes = new_figure(1, max(1, len(keys)), size=(2.6, 3.0))
     for j, k in enumerate(keys):
         labels = [m for m, v in stats.items() if isinstance(v, dict) and k in v]
