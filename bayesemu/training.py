@@ -296,6 +296,9 @@ def _noise_truncation(images, params, rows, dataset, physics: str, gopts: dict,
     pick = np.asarray(rows)[np.random.default_rng(seed).permutation(len(rows))[:_NOISE_FIELDS]]
     pick = np.sort(pick)
     fields = dataset.noisy_images(seed, indices=pick) - dataset.load_images(pick)
+    if not np.any(fields):
+        raise BayesemuInputError("variance_threshold='noise': the dataset adds no noise (real "
+                                 "stamps carry theirs); give a number instead")
     fields = fields / mode.image_scale(dataset.space, np.asarray(dataset.params)[pick])[
         :, None, None]
     full = fit_pca(targets, n_components=min(len(targets) - 1, _MAX_COMPONENTS))

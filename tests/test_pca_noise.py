@@ -64,5 +64,9 @@ def test_train_chooses_the_pca_truncation_at_the_datasets_noise():
     with pytest.raises(BayesemuInputError, match="do not give both"):
         bayesemu.train(ds, "pca-gp", generator_options={"variance_threshold": "noise",
                                                         "n_components": 3}, **opts)
+    silent = from_arrays(ds.load_images(), ds.params, ds.space, pixel_scale=ds.pixel_scale,
+                         noise_sigma=0.0)
+    with pytest.raises(BayesemuInputError, match="adds no noise"):
+        bayesemu.train(silent, "pca-gp", variance_threshold="noise", **opts)
     with pytest.raises(BayesemuInputError, match="variance_threshold must be"):
         bayesemu.train(ds, "pca-gp", variance_threshold="loud", **opts)
