@@ -455,6 +455,33 @@ def _inference_reports(files):
     return out
 
 
+@figure("throughput", "benchmarks/results/**/*.json")
+def fig_throughput(path, files):
+    """Images per second at batch 1 and at the large batch: emulators, GalSim, JAX-GalSim."""
+    from bayesemu.plots._base import new_figure, save
+
+    reps = [(f, d["throughput"]) for f in files for d in [load_json(f)]
+            if isinstance(d.get("throughput"), dict) and "large_batch" in d["throughput"]]
+    if not reps:
+        return "no results file with a 'throughput' section (run_all.py / throughput.py)"
+    f, t = reps[-1]
+    big = str(t["large_batch"])
+    names = [n for n in ("galsim", "jax_galsim", "pca-gp", "vae-gp", "vae-maf")
+             if isinstance(t.get(n), dict)]
+    x = np.arange(len(names))
+    fig, axes = new_figure(size=(6.0, 3.4))
+    ax = axes[0, 0]
+    for k, (batch, off) in enumerate((("1", -0.2), (big, 0.2))):
+        vals = [t[n]["images_per_s"].get(batch, np.nan) for n in names]
+        ax.bar(x + off, vals, width=0.4, label=f"batch {batch}", color=f"C{k}")
+    ax.set_yscale("log")
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("images per second (64x64)")
+    ax.legend(fontsize=8)
+    ax.set_title(rel(f), fontsize=8)
+    save(fig, path)
+
+
 @figure("inference_ess", "benchmarks/results/**/*.json")
 def fig_inference_ess(path, files):
     """Min bulk ESS/s of NUTS on each emulator vs JAX-GalSim NUTS and GalSim + emcee."""

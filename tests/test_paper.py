@@ -219,6 +219,12 @@ def test_results_figures_draw_the_formats_they_are_keyed_on(tmp_path):
             "galsim_emcee": {"min_ess_per_s": 13.0}, "batch": {"galaxies_per_s": 1.0}}}),
         "shear_bias": _write(tmp_path / "sh.json", {"rows": [{"model": "pca-gp", **_bias(-1e-3)},
                                                              {"model": "exact", **_bias(2e-4)}]}),
+        "throughput": _write(tmp_path / "tp.json", {"throughput": {
+            "large_batch": 1000, "galsim": {"images_per_s": {"1": 1200.0, "1000": 1700.0}},
+            "pca-gp": {"images_per_s": {"1": 3500.0, "1000": 27000.0}}}}),
+        "galsim_scene": _write(tmp_path / "gs.json", {"galsim_scene": {
+            "ratio_vs_galsim": 1.3, "n_galaxies": 1000, "emulator": {"galaxies_per_s": 1500.0},
+            "galsim": {"galaxies_per_s": 1150.0}}}),
     }
     registry = {f.name: f for f in make_figures.FIGURES}
     for name, path in inputs.items():
@@ -228,6 +234,6 @@ def test_results_figures_draw_the_formats_they_are_keyed_on(tmp_path):
     # a file of another format is skipped with a reason, not drawn wrong
     other = _write(tmp_path / "other.json", {"something": 1})
     for name in ("noise_sweep_coverage", "gp_inducing", "inference_ess", "shear_bias",
-                 "cosmos_population"):
+                 "cosmos_population", "throughput", "galsim_scene"):
         why = registry[name].build(tmp_path / "x.png", [other])
         assert isinstance(why, str) and why, name
