@@ -39,20 +39,26 @@ import numpy as np  # noqa: E402
 import common  # noqa: E402
 
 
-def model_path(cache, n_train: int, inducing: str, seed: int = 0) -> Path | None:
-    return None if cache is None else Path(cache) / f"pca-gp-n{n_train}-{inducing}-s{seed}"
+def model_path(cache, n_train: int, inducing: str, seed: int = 0,
+               variance_threshold: float | None = None) -> Path | None:
+    vt = "" if variance_threshold is None else f"-vt{variance_threshold:g}"
+    return None if cache is None else Path(cache) / f"pca-gp-n{n_train}-{inducing}-s{seed}{vt}"
 
 
-def train_or_load(train, inducing: str, cache, seed: int = 0, log=print):
-    """The PCA-GP (library defaults) with an exact or M-inducing-input GP mean."""
+def train_or_load(train, inducing: str, cache, seed: int = 0, log=print,
+                  variance_threshold: float | None = None):
+    """The PCA-GP (library defaults, or another PCA ``variance_threshold``) with an exact or
+    M-inducing-input GP mean."""
     import bayesemu
 
-    path = model_path(cache, len(train), inducing, seed)
+    path = model_path(cache, len(train), inducing, seed, variance_threshold)
     if path is not None and (path / "manifest.json").exists():
         return bayesemu.load(path), None
     opts = {"n_inducing": None if inducing == "exact" else int(inducing)}
+    gopts = None if variance_threshold is None else {"variance_threshold": variance_threshold}
     t0 = time.perf_counter()
-    emu = bayesemu.train(train, "pca-gp", seed=seed, progress=False, conditioner_options=opts)
+    emu = bayesemu.train(train, "pca-gp", seed=seed, progress=False, conditioner_options=opts,
+                         generator_options=gopts)
     train_s = time.perf_counter() - t0
     log(f"[gp_inducing] trained {inducing} on {len(train)} images in {train_s:.0f} s")
     if path is not None:
@@ -126,6 +132,8 @@ def main(argv=None) -> dict:
     p.add_argument("--cache", default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--no-emcee", action="store_true", help="skip the GalSim + emcee baseline")
+    p.add_argument("--variance-threshold", type=float, default=None,
+                   help="PCA explained-variance threshold (default: the library's 0.9999)")
     args = p.parse_args(argv)
     s = common.settings(args.quick)
     s = type(s)(**{**s.to_dict(), "batch_chains": 2, "warmup": 20 if args.quick else 300,
@@ -145,8 +153,10 @@ def main(argv=None) -> dict:
         print(f"[gp_inducing] galsim+emcee: ESS/s {report['galsim_emcee']['min_ess_per_s']:.1f}",
               file=sys.stderr, flush=True)
     for ind in args.inducing:
-        emu, train_s = train_or_load(train, ind, args.cache)
+        emu, train_s = train_or_load(train, ind, args.cache,
+                                     variance_threshold=args.variance_threshold)
         row = {"n_inducing": ind, "train_s": train_s,
+               "variance_threshold": args.variance_threshold or 0.9999,
                "n_fit": emu.metadata.get("n_train"), "latent_dim": emu.latent_dim}
         row.update(accuracy(emu, test))
         row.update(cost(emu, image, s))
