@@ -38,7 +38,7 @@ def population(ctx: ValidationContext) -> SectionResult:
     """Population statistics of emulated draws and means against the true test galaxies."""
     from ...galsim_objects import emulate_stamps, object_keys
     from ...plots.population import plot_conditional_relations, plot_population_statistics
-    from ..population import _has_statmorph, compare_populations, population_statistics
+    from ..population import _has_statmorph, compare_populations
 
     emu, theta, true = ctx.emulator, ctx.data.test_params, ctx.data.test_images
     scale = float(emu.pixel_scale)
@@ -56,7 +56,7 @@ def population(ctx: ValidationContext) -> SectionResult:
         sets = {"true": true, "draws": draws, "mean": ctx.data.emulated}
         # morphology (slow) of the truth and the draws only: the means are smooth by design
         stats = {k: _statistics(v, scale, n_morph if morph and k != "mean" else 0,
-                                ctx.noise_sigma, population_statistics)
+                                ctx.noise_sigma)
                  for k, v in sets.items()}
         metrics = {"n": int(len(true)), "n_morphology": int(n_morph if morph else 0),
                    "draws": compare_populations(stats["true"], stats["draws"]),
@@ -77,8 +77,10 @@ def population(ctx: ValidationContext) -> SectionResult:
     return SectionResult(metrics={"population": metrics}, figures=figures, notes=notes)
 
 
-def _statistics(images, scale, n_morph, noise_sigma, population_statistics) -> dict:
+def _statistics(images, scale, n_morph, noise_sigma) -> dict:
     """HSM statistics of every image; morphology of the first ``n_morph`` (NaN after)."""
+    from ..population import population_statistics
+
     stats = population_statistics(images, scale, morphology=False)
     if n_morph:
         morph = population_statistics(images[:n_morph], scale, morphology=True,
