@@ -15,10 +15,12 @@ chains, 20 SBC replicates) so that the test suite can run it.
 (:class:`~bayesemu.simulators.CosmosPopulationSimulator`: Sersic + clumps
 through an ACS-like PSF, 64x64 at 0.03"/pixel; a stand-in for the COSMOS 25.2
 sample, see the README): the observed galaxy is a draw of the population
-density, the noise is white with the COSMOS pixel standard deviation (the
-likelihood has no correlated-noise model yet), the PCA keeps 97.7% of the
-variance (the report's COSMOS truncation) and validation adds nothing new:
-its population section compares emulated draws with the true galaxies.
+density observed with COSMOS correlated noise (GalSim's ``getCOSMOSNoise``),
+inferred with that noise's exact stationary covariance in the likelihood
+(:mod:`bayesemu.noise`), the PCA keeps 97.7% of the variance (the report's
+COSMOS truncation) and validation adds its population section (emulated draws
+against the true galaxies); validation's SBC still uses white noise of the
+COSMOS pixel standard deviation.
 """
 
 from __future__ import annotations
@@ -157,24 +159,25 @@ def _prepare_output(out_dir, overwrite: bool) -> Path:
     return out
 
 
-def _observe(simulator, noise_sigma: float, seed: int, path: Path):
-    """One noisy GalSim observation, written to ``path``: of :data:`TRUE_THETA` for the
-    analytic simulator, else of a draw of the simulator's parameter density."""
+def _observe(simulator, noise, seed: int, path: Path):
+    """One noisy GalSim observation (``noise``: a noise model with ``add``, e.g.
+    :class:`~bayesemu.simulators.GaussianNoise`), written to ``path``: of :data:`TRUE_THETA`
+    for the analytic simulator, else of a draw of the simulator's parameter density."""
     from .files import write_fits
-    from .simulators import GaussianNoise
 
     if tuple(simulator.space.names) == tuple(TRUE_THETA):
         theta = np.array([TRUE_THETA[n] for n in simulator.space.names])
     else:
         theta = np.asarray(simulator.design(1, seed=seed + 2)[0], np.float64)
     truth = {n: float(v) for n, v in zip(simulator.space.names, theta)}
-    image = GaussianNoise(noise_sigma).add(simulator.draw(theta[None]), seed, rows=[7])[0]
-    write_fits(path, image, {"PIXSCALE": simulator.pixel_scale, "NOISESIG": noise_sigma,
+    image = noise.add(simulator.draw(theta[None]), seed, rows=[7])[0]
+    write_fits(path, image, {"PIXSCALE": simulator.pixel_scale, "NOISESIG": float(noise.sigma),
+                             "NOISEMOD": noise.kind,
                              **{f"TRUE{i}": float(v) for i, v in enumerate(theta)}})
     return truth, image
 
 
-def _infer(emu, image, truth, cfg: QuickstartConfig, noise_sigma: float, seed: int,
+def _infer(emu, image, truth, cfg: QuickstartConfig, noise_sigma, seed: int,
            quick: bool, paths: dict):
     """NUTS posterior of the observation: NetCDF, corner plot; returns the InferenceData."""
     import warnings
@@ -229,7 +232,7 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     from . import training
     from .data import simulate
     from .registry import split_model_kind
-    from .simulators import AnalyticSimulator, CosmosPopulationSimulator
+    from .simulators import AnalyticSimulator, CosmosPopulationSimulator, GaussianNoise
     from .validation.run import validate
 
     split_model_kind(model)  # refuses unknown kinds, listing the registered parts
@@ -240,11 +243,14 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     if dataset == "cosmos":
         cfg = config or (COSMOS_QUICK if quick else COSMOS_DEFAULT)
         sim = CosmosPopulationSimulator(stamp=cfg.stamp)
-        noise_sigma = float(sim.noise.sigma)   # white noise of the COSMOS pixel variance
+        noise_sigma = float(sim.noise.sigma)   # SBC: white noise of the COSMOS pixel variance
+        obs_noise = sim.noise                  # the observation: COSMOS correlated noise
+        like_noise = sim.noise.stationary(sim.image_shape)
     else:
         cfg = config or (QUICK if quick else DEFAULT)
         sim = AnalyticSimulator(stamp=cfg.stamp, noise_sigma=cfg.noise_sigma)
         noise_sigma = float(cfg.noise_sigma)
+        obs_noise, like_noise = GaussianNoise(noise_sigma), noise_sigma
     out = _prepare_output(out_dir, overwrite)
     paths = {"train": out / "data" / "train.zarr", "test": out / "data" / "test.zarr",
              "model": out / "model", "obs": out / "observation.fits",
@@ -265,11 +271,11 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
         emu.save(paths["model"])
         r["done"] = f"latent dim {emu.latent_dim} -> {paths['model']}"
     with steps.step(3, "observe", "drawing one GalSim galaxy at a known θ plus noise") as r:
-        truth, image = _observe(sim, noise_sigma, seed, paths["obs"])
+        truth, image = _observe(sim, obs_noise, seed, paths["obs"])
         r["done"] = f"{paths['obs']} ({', '.join(f'{k}={v:g}' for k, v in truth.items())})"
     with steps.step(4, "infer", f"NUTS posterior of the observed galaxy (blackjax, "
                                 f"{cfg.num_chains} chains x {cfg.num_warmup}+{cfg.num_samples})"):
-        idata = _infer(emu, image, truth, cfg, noise_sigma, seed, quick, paths)
+        idata = _infer(emu, image, truth, cfg, like_noise, seed, quick, paths)
     corner_item = (paths["corner"], "Posterior of one GalSim galaxy (corner plot)",
                    _posterior_reading(idata, truth, sim.space.names, noise_sigma,
                                       steps.times["infer"]))
@@ -284,11 +290,11 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
         posterior=paths["posterior"], corner=paths["corner"], observation=paths["obs"],
         model_dir=paths["model"], train_data=paths["train"], test_data=paths["test"],
         metrics=metrics, step_seconds=steps.finish())
-    _print_summary(result)
+    _print_summary(result, " --noise-correlation cosmos" if dataset == "cosmos" else "")
     return result
 
 
-def _print_summary(r: QuickstartResult) -> None:
+def _print_summary(r: QuickstartResult, noise_option: str = "") -> None:
     m = r.metrics
     lines = [f"bayesemu quickstart finished in {r.step_seconds['total']:.0f} s "
              f"({', '.join(f'{k} {v:.0f} s' for k, v in r.step_seconds.items() if k != 'total')}).",
@@ -308,6 +314,6 @@ def _print_summary(r: QuickstartResult) -> None:
         f"  model           {r.model_dir}",
         f"  data            {r.train_data}, {r.test_data}",
         f"Next: bayesemu infer {r.model_dir} --image {r.observation} --noise-sigma "
-        f"{m.get('noise_sigma', 30):g} --out post.nc",
+        f"{m.get('noise_sigma', 30):g}{noise_option} --out post.nc",
     ]
     print("\n".join(lines), file=sys.stdout, flush=True)

@@ -42,7 +42,8 @@ def test_quickstart_on_the_cosmos_population(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--dataset", "cosmos", "--out", str(out), "--quick",
                  "--no-progress"]) == 0
-    assert "bayesemu quickstart finished" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "bayesemu quickstart finished" in printed and "--noise-correlation cosmos" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     sim = CosmosPopulationSimulator(stamp=32)
     assert metrics["noise_sigma"] == pytest.approx(sim.noise.sigma)
@@ -51,7 +52,11 @@ def test_quickstart_on_the_cosmos_population(tmp_path, capsys):
         image, header = hdul[0].data, hdul[0].header
     theta = np.array([header[f"TRUE{i}"] for i in range(6)])
     sim.space.validate(theta)     # a draw of the population density
-    assert image.shape == (32, 32) and (out / "posterior.nc").exists()
+    assert image.shape == (32, 32) and header["NOISEMOD"] == "cosmos"
+    import arviz as az
+
+    post = az.from_netcdf(out / "posterior.nc")      # correlated noise in the likelihood
+    assert post.attrs["noise_model"].startswith("stationary")
 
 
 @pytest.mark.slow

@@ -114,6 +114,11 @@ def register(sub) -> None:
     p.add_argument("--image", required=True, help="FITS file with the observed image (counts/pixel)")
     p.add_argument("--noise-sigma", required=True, type=float,
                    help="Gaussian pixel noise standard deviation (counts/pixel, > 0)")
+    p.add_argument("--noise-correlation", default=None, metavar="cosmos|FILE.fits",
+                   help="pixel noise correlated as COSMOS coadds' (cosmos: GalSim's "
+                        "getCOSMOSNoise) or as the correlation-function image in FILE.fits "
+                        "(GalSim's format), with the pixel sigma of --noise-sigma; default: "
+                        "white noise. Emulators only")
     p.add_argument("--out", required=True, help="NetCDF file to write (corner plot: same name .png)")
     from ..registry import BACKENDS
 
@@ -180,6 +185,11 @@ def run(args) -> int:
     model = load_model(args.model_dir, image.shape, args.pixel_scale)
     image = check_image(image, model.image_shape, where=str(args.image))
     check_pixel_scale(args.image, model)
+    if args.noise_correlation is not None:
+        from ..noise import correlated_like
+
+        cf = None if args.noise_correlation == "cosmos" else args.noise_correlation
+        sigma = correlated_like(model.image_shape, model.pixel_scale, sigma, cf)
     truth = parse_truth(args.truth, model.space.names)
     idata = infer(model, image, sigma, backend=args.backend, num_chains=args.chains,
                   num_warmup=args.warmup, num_samples=args.samples, seed=args.seed,

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError
+from ..noise import is_stationary
 from ..params import ParameterSpace
 from . import likelihood as lk
 
@@ -198,8 +199,16 @@ class Emulator:
     def log_likelihood_latent(self, theta, z, image, noise_sigma):
         """log Normal(image | decode(z, theta), noise_sigma^2 I [+ error model]), pure JAX."""
         image = jnp.asarray(image, jnp.float32).ravel()
-        var = jnp.asarray(noise_sigma, jnp.float32) ** 2
         mu = self.decode_latent(theta, z).ravel()
+        if is_stationary(noise_sigma):
+            factor = w = None
+            u, s = self.split(theta)
+            if self.error_model is not None:
+                v, w = self.error_model.variances(u)
+                factor = self.error_model.basis.T * jnp.sqrt(v)
+            chi2, logdet = lk.correlated_log_likelihood(image, mu, s, factor, noise_sigma.power, w)
+            return lk.log_normal(chi2, logdet, image.size)
+        var = jnp.asarray(noise_sigma, jnp.float32) ** 2
         if self.error_model is None:
             chi2, logdet = lk.plugin_log_likelihood(mu, image, var)
         else:
@@ -270,16 +279,20 @@ class Emulator:
                         error: bool = True, frozen=None):
         """``(chi2, logdet)`` of the image's Gaussian (see :meth:`log_likelihood`)."""
         image = jnp.asarray(image, jnp.float32)
+        stationary = is_stationary(noise_sigma)
+        noise_shape = noise_sigma.shape if stationary else jnp.shape(noise_sigma)
         if (jnp.shape(theta) != (self.space.dim,) or image.shape != self.image_shape
-                or jnp.ndim(noise_sigma) != 0):  # static checks: safe under jit
+                or noise_shape != (self.image_shape if stationary else ())):  # static checks
             raise BayesemuInputError(
                 f"log_likelihood takes theta [{self.space.dim}], one image {self.image_shape} and "
-                f"a scalar noise_sigma; got shapes {jnp.shape(theta)}, {image.shape}, "
-                f"{jnp.shape(noise_sigma)}")
+                f"a scalar noise_sigma (or a StationaryNoise of the image's shape); got shapes "
+                f"{jnp.shape(theta)}, {image.shape}, {noise_shape}")
         image = image.ravel()
-        var = jnp.asarray(noise_sigma, jnp.float32) ** 2
         u, s = self.split(theta)
         m = self.conditioner.mean(u)
+        if stationary:
+            return self._correlated(theta, image, s, m, noise_sigma.power, latent, error, frozen)
+        var = jnp.asarray(noise_sigma, jnp.float32) ** 2
         if not latent:  # no emulator uncertainty: the plug-in mean image
             return lk.plugin_log_likelihood((s * self.generator.decode(m)).ravel(), image, var)
         unc = frozen if frozen is not None else self.uncertainty(theta, latent=latent,
@@ -291,6 +304,19 @@ class Emulator:
         gram = None if unc.gram_values is None else (unc.gram_vectors, unc.gram_values)
         return lk.woodbury_log_likelihood(image, mu, s, unc.image_factor, var,
                                           unc.error_isotropic, gram=gram)
+
+    def _correlated(self, theta, image, s, m, power, latent, error, frozen):
+        """``(chi2, logdet)`` under correlated (stationary) pixel noise of eigenvalues
+        ``power``; see :func:`~bayesemu.emulator.likelihood.correlated_log_likelihood`."""
+        mu = (s * self.generator.decode(m)).ravel()
+        if not latent:
+            return lk.correlated_log_likelihood(image, mu, s, None, power)
+        unc = frozen if frozen is not None else self.uncertainty(theta, latent=latent,
+                                                                 error=error)
+        parts = self._linear_parts()
+        factor = (lk.linear_image_factor(parts, unc) if parts is not None
+                  else unc.image_factor)
+        return lk.correlated_log_likelihood(image, mu, s, factor, power, unc.error_isotropic)
 
     def noise_floor(self, theta, *, latent: bool = True, error: bool = True):
         """The noise (counts/pixel) below which the emulator's error dominates at theta;
@@ -316,8 +342,11 @@ class Emulator:
             Physical parameters (``space.names`` order).
         image : array [H, W]
             Observed image, counts / pixel.
-        noise_sigma : float
-            Pixel noise standard deviation, counts.
+        noise_sigma : float or StationaryNoise
+            Pixel noise standard deviation, counts; or correlated noise on the
+            image's grid (:class:`bayesemu.noise.StationaryNoise`, e.g. COSMOS
+            noise from :func:`bayesemu.noise.from_galsim`), exact for the noise
+            GalSim draws with ``addNoise(CorrelatedNoise)``.
         emulator_uncertainty : bool
             If True (default), marginalise the emulator's latent uncertainty
             (exact for PCA-GP; linearised for the VAE and the MAF). If False,

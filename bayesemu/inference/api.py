@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError
+from ..noise import is_stationary, noise_arg, noise_level
 from ..registry import BACKENDS
 from .cache import CompiledCache
 from .diagnostics import check_convergence, to_inference_data
@@ -21,8 +22,21 @@ from .model import (build_log_density, initial_positions, resolve_priors, resolv
 __all__ = ["BACKENDS", "infer", "check_image", "check_noise_sigma"]
 
 
-def check_noise_sigma(noise_sigma) -> float:
-    """Return ``noise_sigma`` as float; refuse non-finite or non-positive values."""
+def check_noise_sigma(noise_sigma, shape=None):
+    """Return ``noise_sigma`` as float; refuse non-finite or non-positive values.
+
+    A :class:`bayesemu.noise.StationaryNoise` (correlated pixel noise) is
+    returned as it is, once its eigenvalues are checked to be finite and > 0
+    and, when ``shape`` is given, its grid to be the image's.
+    """
+    if is_stationary(noise_sigma):
+        p = np.asarray(noise_sigma.power)
+        if not (np.all(np.isfinite(p)) and np.all(p > 0)):
+            raise BayesemuInputError("correlated noise: its power spectrum must be finite and > 0")
+        if shape is not None and tuple(p.shape) != tuple(shape):
+            raise BayesemuInputError(f"correlated noise is defined on a {p.shape} grid; the "
+                                     f"model's images are {tuple(shape)}")
+        return noise_sigma
     try:
         s = float(noise_sigma)
     except (TypeError, ValueError):
@@ -146,7 +160,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
                           ("num_samples", num_samples, 1)):
         if int(val) != val or val < lo:
             raise BayesemuInputError(f"{name} must be an integer >= {lo}, got {val!r}")
-    sigma = check_noise_sigma(noise_sigma)
+    sigma = check_noise_sigma(noise_sigma, model.image_shape)
+    _refuse_correlated_for_exact(model, sigma)
     img = check_image(image, model.image_shape)
     run_kw = dict(num_warmup=int(num_warmup), num_samples=int(num_samples),
                   target_accept=float(target_accept), max_tree_depth=int(max_tree_depth),
@@ -157,16 +172,16 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
 
     key_init, key_run = jax.random.split(jax.random.PRNGKey(seed))
     t0 = time.perf_counter()
-    init = init_fn(key_init, jnp.asarray(img), jnp.float32(sigma))
+    init = init_fn(key_init, jnp.asarray(img), noise_arg(sigma))
     frozen = None
     if freeze_fn is not None:
-        frozen = freeze_fn(init, jnp.asarray(img), jnp.float32(sigma))
+        frozen = freeze_fn(init, jnp.asarray(img), noise_arg(sigma))
     samples, stats = runner(key_run, img, sigma, init, frozen)
     elapsed = time.perf_counter() - t0
     attrs = {
         "model": str(model.identifier), "backend": backend, "latent": latent,
         "uncertainty": uncertainty_label(model, latent, uncertainty, anchor),
-        "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
+        "noise_sigma": noise_level(sigma), **noise_attrs(sigma), "seed": int(seed), "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
         "dense_mass": int(bool(dense_mass)), "warmup": warmup,
         "sampling_time_s": float(elapsed),
@@ -180,6 +195,22 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     if check:
         check_convergence(idata)
     return idata
+
+
+def _refuse_correlated_for_exact(model, noise) -> None:
+    """Correlated noise needs the emulator's likelihood (exact models take a sigma)."""
+    if is_stationary(noise) and not callable(getattr(model, "noise_floor", None)):
+        raise BayesemuInputError(
+            f"correlated noise is supported with emulators only; {type(model).__name__}'s "
+            "exact likelihood takes a white noise sigma")
+
+
+def noise_attrs(noise) -> dict:
+    """InferenceData attributes describing a correlated noise model (empty for white noise)."""
+    if not is_stationary(noise):
+        return {}
+    return {"noise_model": "stationary (correlated)", "noise_power_min": float(
+        np.min(noise.power)), "noise_power_max": float(np.max(noise.power))}
 
 
 #: Compiled pipelines of recent ``infer`` calls (default priors only).

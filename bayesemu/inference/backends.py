@@ -68,12 +68,13 @@ def _blackjax_runner(log_density, **settings):
     import jax.numpy as jnp
     import numpy as np
 
+    from ..noise import noise_arg
     from .blackjax_backend import make_runner
 
     fn = make_runner(log_density, **settings)
 
     def run(key, image, sigma, init, frozen):
-        samples, stats = fn(key, jnp.asarray(image), jnp.float32(sigma), init, frozen)
+        samples, stats = fn(key, jnp.asarray(image), noise_arg(sigma), init, frozen)
         return ({k: np.asarray(v) for k, v in samples.items()},
                 {k: np.asarray(v) for k, v in stats.items()})
 

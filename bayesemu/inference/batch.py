@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError
-from .api import check_image, check_noise_sigma
+from ..noise import noise_arg, noise_level
+from .api import _refuse_correlated_for_exact, check_image, check_noise_sigma, noise_attrs
 from .backends import resolve_warmup
 from .blackjax_backend import sample_galaxy
 from .cache import CompiledCache
@@ -118,7 +119,8 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
         raise BayesemuInputError(f"images must be [G, H, W], got shape {imgs.shape}")
     for g in range(imgs.shape[0]):
         check_image(imgs[g], model.image_shape, where=f"image {g}")
-    sigma = check_noise_sigma(noise_sigma)
+    sigma = check_noise_sigma(noise_sigma, model.image_shape)
+    _refuse_correlated_for_exact(model, sigma)
     warmup = resolve_warmup(warmup)
     uncertainty, anchor = resolve_uncertainty(uncertainty, anchor)
     n_gal = imgs.shape[0]
@@ -137,7 +139,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
     keys = jax.random.split(jax.random.PRNGKey(seed), n_gal)  # independent of the padding
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
     t0 = time.perf_counter()
-    samples, stats = batched(keys, jnp.asarray(padded), jnp.float32(sigma))
+    samples, stats = batched(keys, jnp.asarray(padded), noise_arg(sigma))
     samples, stats = jax.block_until_ready((samples, stats))
     elapsed = time.perf_counter() - t0
 
@@ -147,7 +149,7 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
 
     attrs = {"model": str(model.identifier), "backend": "blackjax", "latent": latent,
              "uncertainty": uncertainty_label(model, latent, uncertainty, anchor),
-             "noise_sigma": sigma, "seed": int(seed), "num_chains": int(num_chains),
+             "noise_sigma": noise_level(sigma), **noise_attrs(sigma), "seed": int(seed), "num_chains": int(num_chains),
              "num_warmup": int(num_warmup), "num_samples": int(num_samples), "warmup": warmup,
              "num_galaxies": int(n_gal), "num_devices": int(n_dev), "vectorize": vectorize,
              "sampling_time_s": float(elapsed), "galaxies_per_s": float(n_gal / elapsed),

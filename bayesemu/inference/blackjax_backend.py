@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..noise import noise_arg
 from .model import LogDensity
 
 __all__ = ["WARMUPS", "laplace_fit", "make_runner", "nuts_chain", "run_blackjax",
@@ -214,7 +215,7 @@ def run_blackjax(rng_key, log_density: LogDensity, image, noise_sigma, init_para
     fn = runner or make_runner(log_density, num_warmup=num_warmup, num_samples=num_samples,
                                target_accept=target_accept, max_tree_depth=max_tree_depth,
                                dense_mass=dense_mass, warmup=warmup)
-    samples, stats = fn(rng_key, jnp.asarray(image), jnp.float32(noise_sigma), init_params,
+    samples, stats = fn(rng_key, jnp.asarray(image), noise_arg(noise_sigma), init_params,
                         frozen)
     return ({k: np.asarray(v) for k, v in samples.items()},
             {k: np.asarray(v) for k, v in stats.items()})

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import EmulatorPrecisionWarning, ModelMisfitWarning
+from ..noise import noise_arg, noise_level
 from .cache import CompiledCache
 
 __all__ = ["posterior_predictive_check", "noise_floor_check", "thinned_thetas"]
@@ -85,7 +86,7 @@ def posterior_predictive_check(model, samples: dict, image, noise_sigma: float, 
     thetas = thinned_thetas(samples, model.space.names)
     fn, _ = _compiled(model, uncertainty)
     chi2 = np.asarray(fn(jnp.asarray(thetas, jnp.float32), jnp.asarray(image, jnp.float32),
-                         jnp.float32(noise_sigma), frozen), np.float64)
+                         noise_arg(noise_sigma), frozen), np.float64)
     n = int(np.prod(model.image_shape))
     p = float(np.mean(chi2_dist.sf(chi2, n)))
     out = {"ppc_chi2_per_pixel": float(np.median(chi2) / n), "ppc_pvalue": p,
@@ -106,8 +107,9 @@ def noise_floor_check(model, samples: dict, noise_sigma: float, *, uncertainty: 
         return {}
     theta = np.array([float(np.mean(samples[k])) for k in model.space.names], np.float32)
     floor = float(fn(jnp.asarray(theta)))
-    if warn and noise_sigma < floor:
-        warnings.warn(f"noise sigma {noise_sigma:g} is below the emulator's error floor "
+    sigma = noise_level(noise_sigma)
+    if warn and sigma < floor:
+        warnings.warn(f"noise sigma {sigma:g} is below the emulator's error floor "
                       f"{floor:.3g} counts/pixel at the posterior mean: the posterior is limited "
                       "by the emulator's own uncertainty (calibrated, but wider than an exact "
                       "model's); an emulator trained on more images would be sharper",

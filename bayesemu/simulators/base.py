@@ -65,6 +65,13 @@ class GaussianNoise:
                 out.shape[1:], dtype=np.float32)
         return out
 
+    def stationary(self, shape):
+        """The likelihood's :class:`bayesemu.noise.StationaryNoise` (white) on an ``[H, W]``
+        stamp."""
+        from ..noise import white_noise
+
+        return white_noise(self.sigma, shape)
+
     def to_dict(self) -> dict:
         return {"model": self.kind, "sigma": self.sigma, "unit": "counts/pixel", "stored": False}
 

@@ -160,6 +160,13 @@ class CosmosNoise:
             out[j] += field.array.astype(np.float32)
         return out
 
+    def stationary(self, shape):
+        """The likelihood's :class:`bayesemu.noise.StationaryNoise` of this noise on an
+        ``[H, W]`` stamp: exactly the covariance that :meth:`add` draws."""
+        from ..noise import from_galsim
+
+        return from_galsim(self.model(), shape, self.pixel_scale)
+
     def to_dict(self) -> dict:
         return {"model": self.kind, "sigma": self.sigma, "variance": self.pixel_variance,
                 "pixel_scale": float(self.pixel_scale), "file_name": self.file_name,
