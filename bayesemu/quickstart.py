@@ -19,8 +19,8 @@ density observed with COSMOS correlated noise (GalSim's ``getCOSMOSNoise``),
 inferred with that noise's exact stationary covariance in the likelihood
 (:mod:`bayesemu.noise`), the PCA keeps 97.7% of the variance (the report's
 COSMOS truncation) and validation adds its population section (emulated draws
-against the true galaxies); validation's SBC still uses white noise of the
-COSMOS pixel standard deviation.
+against the true galaxies); validation's SBC observes with the same correlated
+noise and puts its covariance in the likelihood.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def quickstart(out_dir, *, quick: bool = False, seed: int = 0, model: str = "pca
     if dataset == "cosmos":
         cfg = config or (COSMOS_QUICK if quick else COSMOS_DEFAULT)
         sim = CosmosPopulationSimulator(stamp=cfg.stamp)
-        noise_sigma = float(sim.noise.sigma)   # SBC: white noise of the COSMOS pixel variance
+        noise_sigma = float(sim.noise.sigma)   # validate: the dataset's COSMOS noise at this σ
         obs_noise = sim.noise                  # the observation: COSMOS correlated noise
         like_noise = sim.noise.stationary(sim.image_shape)
     else:

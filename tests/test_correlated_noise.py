@@ -188,3 +188,57 @@ def test_cli_infer_with_cosmos_correlated_noise(trained, tmp_path, capsys):
                                 "--out", tmp_path / "q.nc"], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "q.nc").exists()
+
+
+class _ToyCorrelatedNoise:
+    """A correlated noise model with the dataset noise models' interface (add, stationary)."""
+
+    kind = "toy"
+
+    def __init__(self, noise: StationaryNoise):
+        self.noise = noise
+        self.sigma = float(noise.sigma)
+
+    def add(self, images, entropy, rows=None, prefix=()):
+        from bayesemu.simulators.base import row_rng
+
+        out = np.array(images, np.float32)
+        root = np.sqrt(np.asarray(noise_power := self.noise.power, np.float64))
+        assert noise_power.shape == out.shape[1:]
+        for j, r in enumerate(range(len(out)) if rows is None else rows):
+            w = row_rng(entropy, r, prefix).standard_normal(out.shape[1:])
+            out[j] += np.real(np.fft.ifft2(np.fft.fft2(w) * root)).astype(np.float32)
+        return out
+
+    def stationary(self, shape):
+        assert tuple(shape) == self.noise.shape
+        return self.noise
+
+
+def test_sbc_with_correlated_noise_is_calibrated_and_sharper_than_white():
+    """Emulator-drawn observations with correlated noise: SBC with the noise's covariance in
+    the likelihood is calibrated, and its posteriors are several times narrower than those of
+    a white-noise likelihood of the same pixel sigma on the same observations (which throws
+    the correlation's information away; closed form: 4x on this toy)."""
+    from bayesemu.validation.coverage import coverage
+    from bayesemu.validation.sbc_run import (SBCSettings, emulate_observations, posterior_chains,
+                                             run_sbc)
+
+    rng = np.random.default_rng(7)
+    emu, _, _ = _toy_emulator(rng, sd=(0.03, 0.05, 0.02), iso=0.05)
+    noise = _ToyCorrelatedNoise(_smooth_noise(sigma=2.0, corr=1.2))
+    s = SBCSettings(n_replicates=80, n_draws=40, num_chains=1, num_warmup=150, num_samples=200,
+                    batch_size=40, max_tree_depth=5, simulator="emulator")
+    run = run_sbc(emu, noise_sigma=noise.sigma, settings=s, seed=1, progress=False,
+                  noise_model=noise)
+    assert run.noise_model == "toy"
+    cov = coverage(run.theta_true, run.draws, (0.5, 0.9), ["a", "b"])
+    for name in ("a", "b"):
+        assert 0.35 <= cov[name][0] <= 0.65 and 0.8 <= cov[name][1] <= 0.98, (name, cov)
+    images = emulate_observations(emu, run.theta_true, noise_sigma=noise.sigma, seed=1,
+                                  noise_model=noise)
+    np.testing.assert_array_equal(images, run.images)
+    chains, _ = posterior_chains(emu, images, noise.sigma, num_chains=1, num_warmup=150,
+                                 num_samples=200, seed=1, batch_size=40, max_tree_depth=5)
+    ratio = np.median(chains.std(axis=(1, 2)) / run.chains.std(axis=(1, 2)), axis=0)
+    assert np.all(ratio > 2.5), ratio

@@ -135,6 +135,8 @@ class SBCRun(NamedTuple):
     names : tuple of str
     time_s : float
         Wall time of simulation and sampling, seconds.
+    noise_model : str
+        ``"gaussian"`` (white), or the correlated noise model's kind (``"cosmos"``).
     """
 
     theta_true: np.ndarray
@@ -147,6 +149,7 @@ class SBCRun(NamedTuple):
     noise_sigma: float
     names: tuple
     time_s: float
+    noise_model: str = "gaussian"
 
 
 class CalibrationSummary(NamedTuple):
@@ -185,7 +188,7 @@ def prior_draws(space: ParameterSpace, n: int, seed: int, prior=None) -> np.ndar
 
 def simulate_observations(theta, *, simulator=None, noise_sigma: float, seed: int,
                           space: ParameterSpace | None = None, stamp: int | None = None,
-                          pixel_scale: float | None = None) -> np.ndarray:
+                          pixel_scale: float | None = None, noise_model=None) -> np.ndarray:
     """Images of ``theta [R, P]`` drawn by the true simulator plus Gaussian noise.
 
     Parameters
@@ -200,6 +203,9 @@ def simulate_observations(theta, *, simulator=None, noise_sigma: float, seed: in
     space, stamp, pixel_scale : optional
         Deprecated (bayesemu 0.1): without ``simulator``, the analytic GalSim
         simulator ``AnalyticSimulator(space, stamp, pixel_scale)``.
+    noise_model : optional
+        A noise model with ``add`` (e.g. :class:`~bayesemu.simulators.hst.CosmosNoise`,
+        correlated) used instead of white noise of ``noise_sigma``.
 
     Returns
     -------
@@ -212,12 +218,14 @@ def simulate_observations(theta, *, simulator=None, noise_sigma: float, seed: in
         from ..simulators import AnalyticSimulator
 
         simulator = AnalyticSimulator(space, int(stamp), float(pixel_scale))
-    return _add_noise(simulator.draw(theta), noise_sigma, seed)
+    return _add_noise(simulator.draw(theta), noise_sigma, seed, noise_model)
 
 
-def _add_noise(images, noise_sigma: float, seed: int) -> np.ndarray:
-    """``images`` (float32 copy) plus Gaussian noise; row ``r``'s depends only on ``seed``, ``r``."""
-    return GaussianNoise(noise_sigma).add(images, int(seed), prefix=(1,))
+def _add_noise(images, noise_sigma: float, seed: int, noise_model=None) -> np.ndarray:
+    """``images`` (float32 copy) plus Gaussian noise of ``noise_sigma`` (or ``noise_model``'s);
+    row ``r``'s depends only on ``seed``, ``r``."""
+    noise = GaussianNoise(noise_sigma) if noise_model is None else noise_model
+    return noise.add(images, int(seed), prefix=(1,))
 
 
 def check_simulator(simulator: str) -> None:
@@ -246,7 +254,7 @@ def simulator_mismatch(simulator, emulator) -> str:
 
 
 def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
-                         uncertainty: str = "full") -> np.ndarray:
+                         uncertainty: str = "full", noise_model=None) -> np.ndarray:
     """Observations drawn from the emulator itself: ``emulator.sample(θ) + noise``.
 
     Parameters
@@ -262,6 +270,8 @@ def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
         otherwise one latent draw ``z ~ p(z | θ)`` per row (the marginalised
         likelihood's model), plus a draw of the error model's residual for
         ``"full"``.
+    noise_model : optional
+        As in :func:`simulate_observations`.
 
     Returns
     -------
@@ -281,7 +291,7 @@ def emulate_observations(emulator, theta, *, noise_sigma: float, seed: int,
                                  .generate_state(1)[0]))
         images = np.asarray(emulator.sample(key, theta, 1, allow_extrapolation=True,
                                             error_model=uncertainty == "full")[0], np.float32)
-    return _add_noise(images, noise_sigma, seed)
+    return _add_noise(images, noise_sigma, seed, noise_model)
 
 
 def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_warmup: int,
@@ -329,7 +339,7 @@ def posterior_chains(model, images, noise_sigma: float, *, num_chains: int, num_
 
 
 def run_sbc(emulator, *, simulator=None, noise_sigma: float, settings: SBCSettings = FULL_SBC,
-            seed: int = 0, progress: bool = True) -> SBCRun:
+            seed: int = 0, progress: bool = True, noise_model=None) -> SBCRun:
     """Simulation-based calibration of ``emulator`` against its true simulator.
 
     Parameters
@@ -349,6 +359,11 @@ def run_sbc(emulator, *, simulator=None, noise_sigma: float, settings: SBCSettin
         and NUTS.
     progress : bool
         Progress bar over replicates.
+    noise_model : optional
+        Correlated noise (a model with ``add`` and ``stationary``, e.g.
+        :class:`~bayesemu.simulators.hst.CosmosNoise`): observations get its
+        noise and the likelihood its covariance (:mod:`bayesemu.noise`);
+        ``noise_sigma`` is then only recorded.
 
     Returns
     -------
@@ -381,11 +396,12 @@ def run_sbc(emulator, *, simulator=None, noise_sigma: float, settings: SBCSettin
     theta = prior_draws(space, s.n_replicates, seed, population_density(emulator))
     if s.simulator == "emulator":
         images = emulate_observations(emulator, theta, noise_sigma=noise_sigma, seed=seed,
-                                      uncertainty=s.uncertainty)
+                                      uncertainty=s.uncertainty, noise_model=noise_model)
     else:
         images = simulate_observations(theta, simulator=simulator, noise_sigma=noise_sigma,
-                                       seed=seed)
-    chains, ndiv = posterior_chains(emulator, images, noise_sigma, num_chains=s.num_chains,
+                                       seed=seed, noise_model=noise_model)
+    like = noise_sigma if noise_model is None else noise_model.stationary(emulator.image_shape)
+    chains, ndiv = posterior_chains(emulator, images, like, num_chains=s.num_chains,
                                     num_warmup=s.num_warmup, num_samples=s.num_samples,
                                     seed=seed, batch_size=s.batch_size,
                                     max_tree_depth=s.max_tree_depth, progress=progress,
@@ -396,7 +412,8 @@ def run_sbc(emulator, *, simulator=None, noise_sigma: float, settings: SBCSettin
     return SBCRun(theta_true=theta, images=images, chains=chains, draws=draws,
                   sufficient=sufficient, n_divergent=ndiv, settings=s,
                   noise_sigma=float(noise_sigma), names=tuple(space.names),
-                  time_s=time.perf_counter() - t0)
+                  time_s=time.perf_counter() - t0,
+                  noise_model="gaussian" if noise_model is None else str(noise_model.kind))
 
 
 def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
@@ -411,6 +428,7 @@ def calibration_summary(run: SBCRun, space: ParameterSpace, seed: int = 0,
     sbc.update(n_draws=int(s.n_draws), num_chains=int(s.num_chains),
                num_warmup=int(s.num_warmup), num_samples=int(s.num_samples),
                max_tree_depth=int(s.max_tree_depth), noise_sigma=float(run.noise_sigma),
+               noise_model=str(run.noise_model),
                uncertainty=str(s.uncertainty), anchor=bool(s.anchor),
                simulator=str(s.simulator),
                warmup=str(s.warmup),

@@ -42,6 +42,20 @@ def calibration(ctx: ValidationContext) -> SectionResult:
     return _summarise(ctx, run, n_warnings)
 
 
+def correlated_noise(dataset, sigma: float):
+    """The dataset's correlated noise model (COSMOS), at pixel sigma ``sigma``; None when
+    its noise is white (SBC then uses white noise of ``sigma``)."""
+    import dataclasses
+
+    from ...simulators.base import noise_from_dict
+
+    stored = (getattr(dataset, "attrs", None) or {}).get("noise") or {}
+    if stored.get("model") != "cosmos":
+        return None
+    noise = noise_from_dict(stored)
+    return dataclasses.replace(noise, variance=float(sigma) ** 2)
+
+
 def _run(ctx: ValidationContext):
     """The SBC run and the number of NUTS convergence warnings it raised."""
     from ...errors import ConvergenceWarning
@@ -55,7 +69,8 @@ def _run(ctx: ValidationContext):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             run = run_sbc(ctx.emulator, simulator=ctx.simulator, noise_sigma=ctx.noise_sigma,
-                          settings=s, seed=ctx.seed, progress=ctx.progress.enable)
+                          settings=s, seed=ctx.seed, progress=ctx.progress.enable,
+                          noise_model=correlated_noise(ctx.test, ctx.noise_sigma))
     # the raw replicates, for follow-up (which observations miss; np.load, no pickle)
     np.savez_compressed(ctx.out_dir / SBC_REPLICATES_FILE, names=np.asarray(run.names),
                         theta_true=run.theta_true, draws=run.draws,
@@ -116,7 +131,9 @@ def _reading_ranks(ctx: ValidationContext, cal) -> str:
     observed = (f"images of the true simulator ({ctx.simulator.name})" if s.simulator == "galsim"
                 else "images drawn from the emulator itself (a self-consistency check of the "
                      "sampler and the likelihood's approximations, blind to emulator error)")
-    return (reading_sbc(cal.sbc) + f" Observations are {observed} plus noise "
+    kind = cal.sbc.get("noise_model", "gaussian")
+    noise = "white noise" if kind == "gaussian" else f"{kind} correlated noise (in the likelihood too)"
+    return (reading_sbc(cal.sbc) + f" Observations are {observed} plus {noise} of pixel "
             f"σ = {ctx.noise_sigma:g}; the grey band holds {hist.level:.0%} of the bins of "
             f"uniform ranks ({cal.sbc['fraction_ess_sufficient']:.0%} of replicates reached "
             f"ESS ≥ {s.n_draws}, divergent transitions {cal.sbc['divergent_fraction']:.2%}).")
