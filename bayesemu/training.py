@@ -127,7 +127,8 @@ def train(dataset, model: str | None = None, *, generator: Any = None,
           variance_threshold: float | None = None, epochs: int | None = None,
           patience: int | None = None, val_fraction: float | None = None, vae_config: Any = None,
           gp_options: dict | None = None, maf_options: dict | None = None, checkpoint_dir=None,
-          checkpoint_every: int | None = None, resume: bool = False, augment: str | None = None):
+          checkpoint_every: int | None = None, resume: bool = False, augment: str | None = None,
+          noisy: bool = False):
     """Train an emulator on a dataset.
 
     Parameters
@@ -182,6 +183,19 @@ def train(dataset, model: str | None = None, *, generator: Any = None,
         train are augmented: the error model's held-out images stay as they
         are, so no rotated copy of a held-out galaxy is trained on. Valid for
         PSFs with the square's symmetry (Gaussian, the ACS-like PSF).
+    noisy : bool
+        Train the generator and the conditioner on *noisy* images, as real
+        data are: one noise realisation per image of the dataset's own noise
+        model (``Dataset.noisy_images(seed)``: white, or COSMOS-correlated),
+        or the stored stamps themselves when their noise is observed (real
+        COSMOS stamps; per-row ``noise_variance``, taken as white). A VAE then
+        has that noise's covariance in its likelihood, per image scaled to the
+        flux-normalised targets (:func:`~bayesemu.generators.fit_vae`
+        ``noise_power``/``noise_weights``), so it learns the galaxies and
+        states its own error rather than the noise's. The error model still
+        compares with the dataset's stored images (the noiseless truth of
+        simulated sets). Not with ``augment`` (the noise correlation would turn
+        with the image).
     latent_dim, variance_threshold, epochs, patience, val_fraction, vae_config, gp_options, \
 maf_options, checkpoint_dir, checkpoint_every, resume
         Keywords of bayesemu 0.1, still accepted for one version: each goes
@@ -231,6 +245,14 @@ maf_options, checkpoint_dir, checkpoint_every, resume
     if error_model:
         fit_rows, hold = holdout_split(len(images), eopts["holdout"], eopts["min_holdout"], seed)
     fit_images, fit_params = images[fit_rows], params[fit_rows]
+    if noisy:
+        if augment is not None:
+            raise BayesemuInputError("noisy=True does not combine with augment (the noise "
+                                     "correlation would turn with the image)")
+        fit_images, noise_opts = _noisy_images(dataset, fit_images, fit_params, fit_rows,
+                                               physics, seed)
+        if gen_name == "vae" and fitted is None:
+            gopts.update(noise_opts)
     truncation = None
     if gopts.get("variance_threshold") == "noise":
         if gen_name != "pca" or fitted is not None:
@@ -256,6 +278,10 @@ maf_options, checkpoint_dir, checkpoint_every, resume
         info["error_model"] = em.info
     if truncation is not None:
         info["noise_truncation"] = truncation
+    if noisy:
+        info["noisy"] = {"noise": dict((getattr(dataset, "attrs", None) or {}).get("noise")
+                                       or {"model": "gaussian", "sigma": dataset.noise_sigma}),
+                         "likelihood": gen_name == "vae" and fitted is None}
     if augment is not None:
         info["augment"] = {"kind": augment, "images": int(len(fit_images)),
                            "source_images": int(len(fit_rows))}
@@ -309,6 +335,34 @@ def _noise_truncation(images, params, rows, dataset, physics: str, gopts: dict,
                   "noise_fields": int(len(fields)), "basis_components": int(full.latent_dim)}
 
 
+def _noisy_images(dataset, images, params, rows, physics: str, seed: int):
+    """(noisy training images, VAE noise options) for ``train(noisy=True)``.
+
+    Simulated sets get one realisation of their noise model per row (seeded
+    by ``seed``); observed stamps (real COSMOS) are already noisy and carry
+    their per-row variance. The VAE's noise covariance is the model's
+    stationary one in counts^2, weighted per image by ``1 / image_scale^2``
+    (its targets are ``images / image_scale``).
+    """
+    from .physics import physics_mode
+    from .simulators.base import GaussianNoise, noise_from_dict
+
+    stored = (getattr(dataset, "attrs", None) or {}).get("noise") or {}
+    noise = noise_from_dict(stored) if stored else GaussianNoise(dataset.noise_sigma)
+    scale = physics_mode(physics).image_scale(dataset.space, params).astype(np.float64)
+    shape = images.shape[1:]
+    if noise.kind == "observed":
+        var = np.asarray(dataset.columns.get("noise_variance")
+                         if hasattr(dataset, "columns") else None, dtype=np.float64)
+        if var.ndim != 1:
+            var = np.full(len(dataset), float(noise.sigma) ** 2)
+        power, weights = np.ones(shape, np.float32), var[np.asarray(rows)] / scale**2
+        return images, {"noise_power": power, "noise_weights": weights.astype(np.float32)}
+    noisy = dataset.noisy_images(seed, indices=np.asarray(rows)).astype(np.float32)
+    power = np.asarray(noise.stationary(shape).power, np.float32)
+    return noisy, {"noise_power": power, "noise_weights": (1.0 / scale**2).astype(np.float32)}
+
+
 def _dihedral(images: np.ndarray, params: np.ndarray, space) -> tuple[np.ndarray, np.ndarray]:
     """``images`` and ``params`` under the 8 elements of D4, element by element."""
     from .data.augment import DIHEDRAL, transform_images, transform_params
@@ -334,7 +388,7 @@ def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> d
         "generator_train_s": round(info["generator_train_s"], 3),
         "noise_sigma": float(getattr(dataset, "noise_sigma", 30.0)),
         "fit": {k: info[k] for k in ("generator", "conditioner", "error_model", "augment",
-                                     "noise_truncation") if k in info},
+                                     "noise_truncation", "noisy") if k in info},
     }
     best = info.get("generator", {}).get("best_epoch")
     if best is not None:

@@ -242,3 +242,25 @@ def test_sbc_with_correlated_noise_is_calibrated_and_sharper_than_white():
                                  num_samples=200, seed=1, batch_size=40, max_tree_depth=5)
     ratio = np.median(chains.std(axis=(1, 2)) / run.chains.std(axis=(1, 2)), axis=0)
     assert np.all(ratio > 2.5), ratio
+
+
+def test_train_on_noisy_images_states_the_decoder_error_not_the_noise():
+    """train(noisy=True): a VAE trained on one noise realisation per image (sigma 600 counts,
+    ~0.011 per unit flux) with the noise in its likelihood states an error well below the noise
+    and near that of the same VAE trained on the noiseless images."""
+    from test_vae import TINY
+
+    ds = bayesemu.simulate_analytic(128, seed=3, stamp=16, progress=False, noise_sigma=600.0)
+    cfg = TINY._replace(batch_size=16)._asdict()
+    kw = dict(progress=False, generator_options={"config": cfg, "epochs": 15, "patience": None},
+              conditioner_options={"steps": 10})
+    noisy = bayesemu.train(ds, "vae-gp", noisy=True, **kw)
+    clean = bayesemu.train(ds, "vae-gp", **kw)
+    noise_per_flux = float(np.median(600.0 / ds.params[:, 0]))
+    assert noisy.generator.sigma_x < 0.5 * noise_per_flux, (noisy.generator.sigma_x,
+                                                             noise_per_flux)
+    assert noisy.generator.sigma_x < 2.0 * clean.generator.sigma_x
+    fit = noisy.metadata["fit"]["noisy"]
+    assert fit["likelihood"] and fit["noise"]["sigma"] == 600.0
+    with pytest.raises(BayesemuInputError, match="does not combine with augment"):
+        bayesemu.train(ds, "pca-gp", noisy=True, augment="dihedral", progress=False)

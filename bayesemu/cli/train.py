@@ -66,6 +66,10 @@ def register(sub) -> None:
     p.add_argument("--error-model-options", default=None, metavar="JSON",
                    help="error model options as JSON: holdout (0.1), min_holdout (16), "
                         "variance_fraction (0.95), max_rank (16), calibrate_latents (true)")
+    p.add_argument("--noisy", action="store_true",
+                   help="train on noisy images (one realisation of the dataset's noise model "
+                        "per image, or real stamps' own noise) with that noise's covariance in "
+                        "the VAE's likelihood, as for real data")
     p.add_argument("--augment", choices=("dihedral",), default=None,
                    help="train on every image under the 8 rotations/flips of the square, with "
                         "beta or (g1, g2) transformed to match (8x the images)")
@@ -105,7 +109,7 @@ def run(args) -> int:
         conditioner_options=conditioner_options, error_model=not args.no_error_model,
         error_model_options=error_model_options, checkpoint_dir=out / "checkpoints",
         checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
-        augment=args.augment)
+        augment=args.augment, noisy=args.noisy)
     emu.save(out)
     print(f"trained {emu.kind} ({emu.physics} physics, latent dim {emu.latent_dim}) on "
           f"{len(ds)} images in {time.perf_counter() - t0:.1f} s -> {out}", file=sys.stdout)

@@ -320,8 +320,8 @@ class VAEGenerator:
     def fit(cls, rng_key, images, *, progress: bool = True, config: VAEConfig | dict | None = None,
             latent_dim: int | None = None, epochs: int = 200, val_fraction: float = 0.1,
             patience: int | None = 20, checkpoint_dir=None, checkpoint_every: int = 500,
-            resume: bool = False, normalisation="rms", max_steps: int | None = None
-            ) -> tuple["VAEGenerator", dict]:
+            resume: bool = False, normalisation="rms", max_steps: int | None = None,
+            noise_power=None, noise_weights=None) -> tuple["VAEGenerator", dict]:
         """Train a VAE (the :class:`~bayesemu.generators.base.Generator` signature).
 
         Parameters
@@ -342,8 +342,11 @@ class VAEGenerator:
             Maximum epochs and early-stopping patience: 200 and 20 by default,
             the training defaults of :func:`bayesemu.train` (the lower-level
             :func:`~bayesemu.generators.fit_vae` has 100 and 10).
-        val_fraction, checkpoint_dir, checkpoint_every, resume, normalisation, max_steps
-            As in :func:`~bayesemu.generators.fit_vae`.
+        val_fraction, checkpoint_dir, checkpoint_every, resume, normalisation, max_steps, \
+noise_power, noise_weights
+            As in :func:`~bayesemu.generators.fit_vae` (``noise_power``: train on
+            noisy images with their known, possibly correlated, noise in the
+            likelihood).
 
         Returns
         -------
@@ -367,7 +370,7 @@ class VAEGenerator:
             rng_key, images, config=config, epochs=epochs, val_fraction=val_fraction,
             patience=patience, progress=progress, checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every, resume=resume, normalisation=normalisation,
-            max_steps=max_steps)
+            max_steps=max_steps, noise_power=noise_power, noise_weights=noise_weights)
         info = {**history_summary(history), "train_s": round(time.perf_counter() - t0, 3)}
         return gen, info
 

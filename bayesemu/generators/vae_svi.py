@@ -17,6 +17,18 @@ Carlo estimate; this has lower gradient variance than ``Trace_ELBO``, which
 estimates the KL by sampling too, and is exactly the objective of Kingma &
 Welling (2014). ``beta`` scales the KL (via ``numpyro.handlers.scale``).
 
+Noisy training images (real stamps, or noise realisations of a simulated
+set): with a known noise model the likelihood of image i is instead::
+
+    x_i ~ Normal(decoder(z_i), w_i C + sigma_x^2 I)
+
+where ``C`` is the data noise's stationary covariance (eigenvalues ``power`` in
+the DFT basis, :mod:`bayesemu.noise`, in normalised units) and ``w_i`` a
+per-image factor (the noise of a flux-normalised image scales as 1/flux^2).
+``w_i C + sigma_x^2 I`` is diagonal in the Fourier basis, so the term costs
+two FFTs per image; ``sigma_x`` then learns the decoder's own error, not the
+data's noise.
+
 Learning ``sigma_x`` by maximum likelihood (the "sigma-VAE", Rybkin et al. 2021)
 sets the weight of the reconstruction against the KL from the data: it converges
 to the RMS reconstruction error, so the latents are used as much as the decoder
@@ -46,6 +58,16 @@ __all__ = ["Trainer", "trainer", "raw_key", "rbg_key", "basis_init", "epoch_batc
 _PCA_INIT_IMAGES = 2048
 
 
+def _noisy_log_likelihood(x, loc, sigma, weights, power):
+    """``sum_i log Normal(x_i | loc_i, w_i C + sigma^2 I)`` with ``C``'s DFT eigenvalues
+    ``power [H, W]`` and ``weights [B]``: two FFTs per image."""
+    n = x.shape[-1] * x.shape[-2]
+    lam = weights[:, None, None] * power + sigma * sigma          # [B, H, W]
+    r = jnp.fft.fft2(x - loc)
+    chi2 = jnp.sum(jnp.square(jnp.abs(r)) / lam, axis=(-2, -1)) / n
+    return -0.5 * (chi2 + jnp.sum(jnp.log(lam), axis=(-2, -1)) + n * jnp.log(2 * jnp.pi))
+
+
 def _model_and_guide(config: VAEConfig, image_shape, sigma_fixed):
     import numpyro
     import numpyro.distributions as dist
@@ -55,7 +77,7 @@ def _model_and_guide(config: VAEConfig, image_shape, sigma_fixed):
     encoder, decoder = build_modules(config, image_shape)
     L, (H, W), beta = config.latent_dim, image_shape, float(config.beta)
 
-    def model(x):
+    def model(x, noise=None):
         B = x.shape[0]
         dec = flax_module("decoder", decoder, input_shape=(1, L))
         if sigma_fixed is None:
@@ -67,9 +89,12 @@ def _model_and_guide(config: VAEConfig, image_shape, sigma_fixed):
             with handlers.scale(scale=beta):
                 z = numpyro.sample("z", dist.Normal(jnp.zeros((B, L)), 1.0).to_event(1))
             loc = dec(z).reshape(B, H, W)
-            numpyro.sample("x", dist.Normal(loc, sigma).to_event(2), obs=x)
+            if noise is None:
+                numpyro.sample("x", dist.Normal(loc, sigma).to_event(2), obs=x)
+            else:  # known data noise: (weights [B], power [H, W])
+                numpyro.factor("x", _noisy_log_likelihood(x, loc, sigma, *noise))
 
-    def guide(x):
+    def guide(x, noise=None):
         enc = flax_module("encoder", encoder, input_shape=(1, H, W))
         mu, sd = enc(x)
         with numpyro.plate("images", x.shape[0]):
@@ -87,12 +112,15 @@ class Trainer(NamedTuple):
     svi : numpyro.infer.SVI
         For ``svi.get_params(state)``.
     init : callable
-        ``(key, x [B, H, W], init_params) -> SVIState``.
+        ``(key, x [B, H, W], init_params, noise) -> SVIState``.
     step : callable
-        ``(state, x_all [N, H, W], idx [B]) -> (state, loss)``: one Adam step on
-        the images ``x_all[idx]``; ``loss`` is the batch's negative ELBO (nats).
+        ``(state, x_all [N, H, W], idx [B], noise) -> (state, loss)``: one Adam
+        step on the images ``x_all[idx]``; ``loss`` is the batch's negative ELBO
+        (nats). ``noise``: None (white noise of ``sigma_x``), or the known data
+        noise ``(weights [N], power [H, W])`` (see the module docstring).
     loss : callable
-        ``(params, x [B, H, W], key) -> negative ELBO`` of the batch (nats).
+        ``(params, x [B, H, W], key, noise) -> negative ELBO`` of the batch
+        (nats); ``noise`` as for ``step`` with the batch's weights ``[B]``.
     decoder_init : callable
         ``(key, z [1, L]) -> flax variables`` of the decoder.
     """
@@ -126,9 +154,10 @@ def trainer(config: VAEConfig, image_shape: tuple[int, int], sigma_fixed) -> Tra
     svi = SVI(model, guide, optax.adam(config.learning_rate), elbo)
     return Trainer(
         svi,
-        jax.jit(lambda k, x, p: svi.init(k, x, init_params=p)),
-        jax.jit(lambda state, x_all, idx: svi.update(state, x_all[idx])),
-        jax.jit(lambda params, x, k: elbo.loss(k, params, model, guide, x)),
+        jax.jit(lambda k, x, p, noise=None: svi.init(k, x, noise, init_params=p)),
+        jax.jit(lambda state, x_all, idx, noise=None: svi.update(
+            state, x_all[idx], None if noise is None else (noise[0][idx], noise[1]))),
+        jax.jit(lambda params, x, k, noise=None: elbo.loss(k, params, model, guide, x, noise)),
         jax.jit(decoder.init),
     )
 

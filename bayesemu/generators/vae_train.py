@@ -18,6 +18,7 @@ so a resumed run repeats the uninterrupted one bit for bit on CPU.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from typing import NamedTuple
@@ -74,6 +75,8 @@ class _Run(NamedTuple):
     n_batches: int          # SVI steps per epoch
     shuffle_seed: list      # seeds the per-epoch permutations
     eval_key: jax.Array     # Monte Carlo key of the validation loss
+    noise_train: tuple | None = None   # known data noise: (weights [N_train], power [H, W])
+    noise_val: tuple | None = None     # (weights [N_val], power), normalised units
 
     @property
     def n_train(self) -> int:
@@ -129,8 +132,25 @@ def _checked_inputs(images, config, *, epochs, val_fraction, checkpoint_dir, che
     return config, data
 
 
+def _checked_noise(noise, n: int, image_shape) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(weights [n] float32, power [H, W] float32)`` of the known data noise, or None."""
+    if noise is None:
+        return None
+    weights, power = noise
+    power = np.asarray(power, np.float32)
+    weights = np.broadcast_to(np.asarray(weights, np.float32), (n,)).copy()
+    if power.shape != tuple(image_shape):
+        raise BayesemuInputError(f"fit_vae: noise power has shape {power.shape}; the images "
+                                 f"are {tuple(image_shape)}")
+    if not (np.all(np.isfinite(power)) and np.all(power > 0) and np.all(np.isfinite(weights))
+            and np.all(weights >= 0)):
+        raise BayesemuInputError("fit_vae: noise power must be finite and > 0, and noise "
+                                 "weights finite and >= 0")
+    return weights, power
+
+
 def _prepare(key, data: np.ndarray, config: VAEConfig, val_fraction: float,
-             normalisation) -> tuple[_Run, FitState, dict]:
+             normalisation, noise=None) -> tuple[_Run, FitState, dict]:
     """Split, normalise and initialise: (run, initial state, checkpoint identity)."""
     n, H, W = data.shape
     image_shape = (int(H), int(W))
@@ -145,20 +165,36 @@ def _prepare(key, data: np.ndarray, config: VAEConfig, val_fraction: float,
     scale = image_scale(train, normalisation)
     train /= scale
     val /= scale
+    noise = _checked_noise(noise, n, image_shape)
+    noise_train = noise_val = None
+    if noise is not None:  # the noise power in normalised units
+        power = jnp.asarray(noise[1] / np.float32(scale * scale))
+        noise_train = (jnp.asarray(noise[0][perm[n_val:]]), power)
+        noise_val = (jnp.asarray(noise[0][perm[:n_val]]), power)
 
     sigma_fixed = None if config.sigma_x is None else float(config.sigma_x / scale)
     tr = trainer(config, image_shape, sigma_fixed)
     init_params = {}
     if sigma_fixed is None:
         # start at the pixel standard deviation: the error of predicting the mean image
-        sigma_init = np.sqrt(np.var(train.astype(np.float64), axis=0).mean())
+        # (less the known data noise, which the likelihood already has)
+        var = float(np.var(train.astype(np.float64), axis=0).mean())
+        if noise_train is not None:
+            known = float(np.mean(noise_train[0]) * np.mean(noise_train[1]))
+            var = max(var - known, 0.01 * var)
+        sigma_init = np.sqrt(var)
         init_params["sigma_x"] = jnp.float32(max(sigma_init, 1e-6))
     if config.decoder == "basis":
         init_params["decoder$params"] = basis_init(tr, rbg_key(k_init), train, config)
-    svi_state = tr.init(rbg_key(k_svi), jnp.asarray(train[:batch]), init_params)
+    first = None if noise_train is None else (noise_train[0][:batch], noise_train[1])
+    svi_state = tr.init(rbg_key(k_svi), jnp.asarray(train[:batch]), init_params, first)
     run = _Run(config, image_shape, scale, tr, jnp.asarray(train), jnp.asarray(val), batch,
-               n_train // batch, np.asarray(k_shuffle).tolist(), rbg_key(k_eval))
+               n_train // batch, np.asarray(k_shuffle).tolist(), rbg_key(k_eval), noise_train,
+               noise_val)
     identity = run_identity(key, config, image_shape, train, n_val, scale)
+    if noise is not None:  # a checkpoint resumes only with the same noise model
+        identity["noise_sha256"] = hashlib.sha256(
+            noise[0].tobytes() + noise[1].tobytes()).hexdigest()
     return run, FitState(svi_state, tr.svi.get_params(svi_state)), identity
 
 
@@ -168,8 +204,10 @@ def _val_loss(run: _Run, params) -> float:
         return float("nan")
     total = 0.0
     for i, start in enumerate(range(0, run.n_val, run.batch)):
+        noise = None if run.noise_val is None else (
+            run.noise_val[0][start:start + run.batch], run.noise_val[1])
         total += float(run.trainer.loss(params, run.val[start:start + run.batch],
-                                        jax.random.fold_in(run.eval_key, i)))
+                                        jax.random.fold_in(run.eval_key, i), noise))
     return total / run.n_val
 
 
@@ -197,7 +235,7 @@ def _run_steps(run: _Run, state: FitState, checkpoint: Checkpoint, bar, *,
         if max_steps is not None and global_step >= max_steps:
             done = False
             break
-        svi_state, loss = run.trainer.step(svi_state, run.train, batches[step])
+        svi_state, loss = run.trainer.step(svi_state, run.train, batches[step], run.noise_train)
         pending.append(loss)
         step += 1
         global_step += 1
@@ -269,8 +307,8 @@ def _result(run: _Run, state: FitState) -> tuple[VAEGenerator, VAEHistory]:
 def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 100,
             val_fraction: float = 0.1, patience: int | None = 10, progress: bool = True,
             checkpoint_dir=None, checkpoint_every: int = 500, resume: bool = False,
-            normalisation="rms", max_steps: int | None = None
-            ) -> tuple[VAEGenerator, VAEHistory]:
+            normalisation="rms", max_steps: int | None = None, noise_power=None,
+            noise_weights=None) -> tuple[VAEGenerator, VAEHistory]:
     """Train a VAE on images by SVI; keep the parameters of the best validation epoch.
 
     The lower-level API: :meth:`VAEGenerator.fit` wraps it with the signature
@@ -306,6 +344,15 @@ def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 1
         Global scale dividing the images (computed on the training split).
     max_steps : int, optional
         Stop after this many SVI steps in total (a time budget); resume later.
+    noise_power : array [H, W], optional
+        The training images are noisy, with known Gaussian noise of this
+        stationary covariance (DFT eigenvalues in the images' units squared,
+        :class:`bayesemu.noise.StationaryNoise` ``.power``): the likelihood is
+        ``Normal(decoder(z), w_i C + sigma_x^2 I)`` (:mod:`.vae_svi`), so the
+        decoder learns the noiseless galaxy and ``sigma_x`` its own error.
+    noise_weights : array [N] or float, optional
+        Per-image factor ``w_i`` of the noise covariance (default 1), e.g.
+        ``1 / flux_i^2`` for flux-normalised images.
 
     Returns
     -------
@@ -316,7 +363,12 @@ def fit_vae(rng_key, images, *, config: VAEConfig = VAEConfig(), epochs: int = 1
                                    checkpoint_dir=checkpoint_dir,
                                    checkpoint_every=checkpoint_every, resume=resume)
     key = raw_key(rng_key)
-    run, state, identity = _prepare(key, data, config, val_fraction, normalisation)
+    noise = None
+    if noise_power is not None:
+        noise = (1.0 if noise_weights is None else noise_weights, noise_power)
+    elif noise_weights is not None:
+        raise BayesemuInputError("fit_vae: noise_weights needs noise_power")
+    run, state, identity = _prepare(key, data, config, val_fraction, normalisation, noise)
     checkpoint = open_checkpoint(checkpoint_dir, identity)
     saved = checkpoint.load(state) if resume else None
     if saved is not None:
