@@ -197,3 +197,23 @@ def test_markdown_table_renders_every_section(full_quick_report):
     text = _bench_module("run_all").markdown_table(full_quick_report)
     for word in ("galsim", "jax_galsim_nuts", "pca-gp/numpyro", "GP fit", "decoder"):
         assert word in text
+
+
+@pytest.mark.slow  # ~2 min: a tiny model, 9 fields of 4 galaxies, twice
+def test_shear_bias_quick_resumes_field_by_field(tmp_path):
+    """benchmarks/shear_bias.py --work: a field whose draws are gone is sampled again alone,
+    and the m, c of the resumed run equal the uninterrupted run's exactly."""
+    def run(name):
+        out = tmp_path / name
+        proc = subprocess.run([sys.executable, "benchmarks/shear_bias.py", "--quick", "--work",
+                               str(tmp_path / "work"), "--out", str(out)], capture_output=True,
+                              text=True, timeout=900, cwd=str(REPO))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(out.read_text())
+
+    first = run("a.json")
+    assert first["galaxies_sampled_this_run"] == 36 and first["num_galaxies"] == 36
+    (tmp_path / "work" / "field-4.npz").unlink()
+    second = run("b.json")
+    assert second["galaxies_sampled_this_run"] == 4
+    assert second["bias"] == first["bias"] and second["fields"] == first["fields"]
