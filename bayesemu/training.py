@@ -261,7 +261,9 @@ maf_options, checkpoint_dir, checkpoint_every, resume
         gopts, truncation = _noise_truncation(fit_images, fit_params, fit_rows, dataset,
                                               physics, gopts, seed)
     if augment == "dihedral":
-        fit_images, fit_params = _dihedral(fit_images, fit_params, dataset.space)
+        from .data.augment import dihedral_arrays
+
+        fit_images, fit_params = dihedral_arrays(fit_images, fit_params, dataset.space)
     t0 = time.perf_counter()
     gen, cond, info = fit_parts(jax.random.key(seed), fit_images, fit_params,
                                 dataset.space, generator=gen_name, conditioner=cond_name,
@@ -361,18 +363,6 @@ def _noisy_images(dataset, images, params, rows, physics: str, seed: int):
     noisy = dataset.noisy_images(seed, indices=np.asarray(rows)).astype(np.float32)
     power = np.asarray(noise.stationary(shape).power, np.float32)
     return noisy, {"noise_power": power, "noise_weights": (1.0 / scale**2).astype(np.float32)}
-
-
-def _dihedral(images: np.ndarray, params: np.ndarray, space) -> tuple[np.ndarray, np.ndarray]:
-    """``images`` and ``params`` under the 8 elements of D4, element by element."""
-    from .data.augment import DIHEDRAL, transform_images, transform_params
-
-    if images.shape[-1] != images.shape[-2]:
-        raise BayesemuInputError(f"augment='dihedral' needs square stamps, got "
-                                 f"{images.shape[-2]}x{images.shape[-1]}")
-    imgs = [transform_images(images, k, f) for k, f in DIHEDRAL]
-    pars = [transform_params(params, space, k, f) for k, f in DIHEDRAL]
-    return np.concatenate(imgs).astype(images.dtype), np.concatenate(pars)
 
 
 def _metadata(dataset, n_train: int, seed: int, train_s: float, info: dict) -> dict:

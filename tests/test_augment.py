@@ -38,6 +38,7 @@ def test_augmented_dataset_has_eight_copies():
     aug = augment_dihedral(ds)
     assert len(aug) == 24 and aug.space == ds.space
     np.testing.assert_array_equal(aug.columns["source_row"], np.tile(np.arange(3), 8))
+    np.testing.assert_array_equal(aug.columns["dihedral"], np.repeat(np.arange(8), 3))
     np.testing.assert_array_equal(aug.columns["n_knots"], np.tile(ds.columns["n_knots"], 8))
     np.testing.assert_array_equal(aug.load_images()[:3], ds.load_images())
     ds.space.validate(aug.params)                    # angles stay in [0, 180)

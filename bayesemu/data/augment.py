@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import BayesemuInputError
 
-__all__ = ["DIHEDRAL", "transform_images", "transform_params", "augment_dihedral"]
+__all__ = ["DIHEDRAL", "transform_images", "transform_params", "dihedral_arrays",
+           "augment_dihedral"]
 
 #: The eight (k, flip) elements of D4, identity first.
 DIHEDRAL = tuple((k, f) for f in (False, True) for k in range(4))
@@ -63,6 +64,27 @@ def transform_params(params, space, k: int, flip: bool) -> np.ndarray:
     return out
 
 
+def dihedral_arrays(images, params, space, elements=DIHEDRAL) -> tuple[np.ndarray, np.ndarray]:
+    """``images [N, H, W]`` and ``params [N, P]`` under every element of ``elements``,
+    element by element (``[E N, H, W]``, ``[E N, P]``; images keep their dtype).
+
+    Raises
+    ------
+    BayesemuInputError
+        For non-square stamps (a 90° rotation must keep the shape) or no element.
+    """
+    images = np.asarray(images)
+    h, w = images.shape[-2:]
+    if h != w:
+        raise BayesemuInputError(f"rotations need square stamps, got {h}x{w}")
+    elements = [(int(k) % 4, bool(f)) for k, f in elements]
+    if not elements:
+        raise BayesemuInputError("give at least one (k, flip) element")
+    imgs = [transform_images(images, k, f) for k, f in elements]
+    pars = [transform_params(params, space, k, f) for k, f in elements]
+    return np.concatenate(imgs).astype(images.dtype), np.concatenate(pars)
+
+
 def augment_dihedral(dataset, elements=DIHEDRAL):
     """An in-memory dataset of every image under every element of ``elements``.
 
@@ -78,28 +100,16 @@ def augment_dihedral(dataset, elements=DIHEDRAL):
     """
     from .dataset import Dataset
 
-    h, w = dataset.image_shape
-    if h != w:
-        raise BayesemuInputError(f"rotations need square stamps, got {h}x{w}")
     elements = [(int(k) % 4, bool(f)) for k, f in elements]
-    if not elements:
-        raise BayesemuInputError("give at least one (k, flip) element")
-    images = dataset.load_images()
-    n = len(dataset)
-    imgs, pars, cols = [], [], {k: [] for k in dataset.columns}
-    index, source = [], []
-    for k, f in elements:
-        imgs.append(transform_images(images, k, f))
-        pars.append(transform_params(dataset.params, dataset.space, k, f))
-        for name in cols:
-            cols[name].append(dataset.columns[name])
-        index.append(np.full(n, DIHEDRAL.index((k, f))))
-        source.append(np.arange(n))
-    columns = {name: np.concatenate(v) for name, v in cols.items()}
-    columns.update(dihedral=np.concatenate(index), source_row=np.concatenate(source))
+    images, params = dihedral_arrays(dataset.load_images().astype(np.float32), dataset.params,
+                                     dataset.space, elements)
+    n, e = len(dataset), len(elements)
+    columns = {name: np.tile(v, e) for name, v in dataset.columns.items()}
+    columns.update(dihedral=np.repeat([DIHEDRAL.index(x) for x in elements], n),
+                   source_row=np.tile(np.arange(n), e))
     attrs = dict(dataset.attrs)
     attrs.update(n=n * len(elements), augmented={"dihedral": [list(e) for e in elements],
                                                  "of": dataset.fingerprint()})
-    return Dataset(np.concatenate(imgs).astype(np.float32), np.concatenate(pars), dataset.space,
+    return Dataset(images, params, dataset.space,
                    pixel_scale=dataset.pixel_scale, noise_sigma=dataset.noise_sigma,
                    attrs=attrs, columns=columns)

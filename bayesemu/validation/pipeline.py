@@ -188,6 +188,20 @@ class EvaluationData:
         return predict_images(self.emulator, self.test_params)
 
     @cached_property
+    def test_moments(self):
+        """HSM moments of the test images (:func:`~bayesemu.validation.shear.hsm_moments`)."""
+        from .shear import hsm_moments
+
+        return hsm_moments(self.test_images, self.emulator.pixel_scale)
+
+    @cached_property
+    def emulated_moments(self):
+        """HSM moments of the emulated mean images."""
+        from .shear import hsm_moments
+
+        return hsm_moments(self.emulated, self.emulator.pixel_scale)
+
+    @cached_property
     def train_rows(self) -> np.ndarray | None:
         """Sorted rows of the training subset (None without a training set)."""
         if self.train is None:

@@ -35,7 +35,8 @@ MORPHOLOGY_STATISTICS = ("gini", "m20", "concentration", "asymmetry", "smoothnes
 
 
 def population_statistics(images, pixel_scale: float, *, morphology: bool | None = None,
-                          noise_sigma: float | None = None) -> dict[str, np.ndarray]:
+                          noise_sigma: float | None = None,
+                          moments=None) -> dict[str, np.ndarray]:
     """Per-image statistics ``{name: [N]}`` (NaN where a measurement failed).
 
     Parameters
@@ -50,11 +51,14 @@ def population_statistics(images, pixel_scale: float, *, morphology: bool | None
     noise_sigma : float, optional
         Pixel noise for statmorph's weight map (noiseless images: a small
         floor, 1e-3 of the image maximum).
+    moments : HSMMoments, optional
+        :func:`~bayesemu.validation.shear.hsm_moments` of ``images``, when
+        already measured.
     """
     from .shear import hsm_moments
 
     images = np.asarray(images, dtype=np.float64)
-    m = hsm_moments(images, pixel_scale)
+    m = hsm_moments(images, pixel_scale) if moments is None else moments
     e1, e2 = m.g1, m.g2
     stats = {"e1": e1, "e2": e2, "abs_e": np.hypot(e1, e2), "sigma": m.sigma, "rho4": m.rho4}
     if morphology is None:

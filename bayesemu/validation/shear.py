@@ -209,7 +209,8 @@ def moment_residuals(true: HSMMoments, emulated: HSMMoments) -> MomentResiduals:
     return MomentResiduals(sigma_rel=sigma_rel, rho4=rho4, ok=ok)
 
 
-def shear_validation(true_images, emulated_images, pixel_scale: float) -> ShearValidation:
+def shear_validation(true_images, emulated_images, pixel_scale: float, *,
+                     moments=None) -> ShearValidation:
     """HSM moments of both image sets, shear bias and moment residuals.
 
     Parameters
@@ -219,6 +220,9 @@ def shear_validation(true_images, emulated_images, pixel_scale: float) -> ShearV
         parameters, counts per pixel.
     pixel_scale : float
         Pixel size in arcsec.
+    moments : (HSMMoments, HSMMoments), optional
+        :func:`hsm_moments` of the true and the emulated images, when already
+        measured (they are not measured again).
 
     Returns
     -------
@@ -232,8 +236,10 @@ def shear_validation(true_images, emulated_images, pixel_scale: float) -> ShearV
         raise BayesemuInputError(
             f"shear_validation: emulated images {emulated_images.shape} do not match "
             f"true images {true_images.shape}")
-    mt = hsm_moments(true_images, pixel_scale)
-    me = hsm_moments(emulated_images, pixel_scale)
+    if moments is None:
+        moments = (hsm_moments(true_images, pixel_scale),
+                   hsm_moments(emulated_images, pixel_scale))
+    mt, me = moments
     res = moment_residuals(mt, me)
     bias = shear_bias(mt.g, me.g, ok=res.ok)
     return ShearValidation(true=mt, emulated=me, bias=bias, residuals=res)

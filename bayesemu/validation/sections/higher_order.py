@@ -22,7 +22,8 @@ def higher_order(ctx: ValidationContext) -> SectionResult:
 
     true, emu = ctx.data.test_images, ctx.data.emulated
     with ctx.progress.step(f"HSM shapes of {len(true)} true and emulated images"):
-        sv = shear_validation(true, emu, ctx.emulator.pixel_scale)
+        sv = shear_validation(true, emu, ctx.emulator.pixel_scale,
+                              moments=(ctx.data.test_moments, ctx.data.emulated_moments))
         vp.plot_shear_scatter(sv.true.g, sv.emulated.g, sv.bias, ctx.figure_path("shear_scatter"))
         vp.plot_shear_distributions(sv.true.g, sv.emulated.g,
                                     ctx.figure_path("shear_distributions"))

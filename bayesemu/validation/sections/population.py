@@ -55,8 +55,9 @@ def population(ctx: ValidationContext) -> SectionResult:
                                 for lo in range(0, len(theta), 1000)])
         sets = {"true": true, "draws": draws, "mean": ctx.data.emulated}
         # morphology (slow) of the truth and the draws only: the means are smooth by design
+        known = {"true": ctx.data.test_moments, "mean": ctx.data.emulated_moments}
         stats = {k: _statistics(v, scale, n_morph if morph and k != "mean" else 0,
-                                ctx.noise_sigma)
+                                ctx.noise_sigma, known.get(k))
                  for k, v in sets.items()}
         metrics = {"n": int(len(true)), "n_morphology": int(n_morph if morph else 0),
                    "draws": compare_populations(stats["true"], stats["draws"]),
@@ -77,11 +78,12 @@ def population(ctx: ValidationContext) -> SectionResult:
     return SectionResult(metrics={"population": metrics}, figures=figures, notes=notes)
 
 
-def _statistics(images, scale, n_morph, noise_sigma) -> dict:
-    """HSM statistics of every image; morphology of the first ``n_morph`` (NaN after)."""
+def _statistics(images, scale, n_morph, noise_sigma, moments=None) -> dict:
+    """HSM statistics of every image (``moments``: already measured); morphology of the
+    first ``n_morph`` (NaN after)."""
     from ..population import population_statistics
 
-    stats = population_statistics(images, scale, morphology=False)
+    stats = population_statistics(images, scale, morphology=False, moments=moments)
     if n_morph:
         morph = population_statistics(images[:n_morph], scale, morphology=True,
                                       noise_sigma=noise_sigma)
