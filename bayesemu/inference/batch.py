@@ -149,7 +149,8 @@ def infer_batch(model, images, noise_sigma, prior: Mapping | None = None, *, num
 
     attrs = {"model": str(model.identifier), "backend": "blackjax", "latent": latent,
              "uncertainty": uncertainty_label(model, latent, uncertainty, anchor),
-             "noise_sigma": noise_level(sigma), **noise_attrs(sigma), "seed": int(seed), "num_chains": int(num_chains),
+             "noise_sigma": noise_level(sigma), **noise_attrs(sigma), "seed": int(seed),
+             "num_chains": int(num_chains),
              "num_warmup": int(num_warmup), "num_samples": int(num_samples), "warmup": warmup,
              "num_galaxies": int(n_gal), "num_devices": int(n_dev), "vectorize": vectorize,
              "sampling_time_s": float(elapsed), "galaxies_per_s": float(n_gal / elapsed),

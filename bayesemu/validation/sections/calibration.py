@@ -132,7 +132,8 @@ def _reading_ranks(ctx: ValidationContext, cal) -> str:
                 else "images drawn from the emulator itself (a self-consistency check of the "
                      "sampler and the likelihood's approximations, blind to emulator error)")
     kind = cal.sbc.get("noise_model", "gaussian")
-    noise = "white noise" if kind == "gaussian" else f"{kind} correlated noise (in the likelihood too)"
+    noise = ("white noise" if kind == "gaussian"
+             else f"{kind} correlated noise (in the likelihood too)")
     return (reading_sbc(cal.sbc) + f" Observations are {observed} plus {noise} of pixel "
             f"σ = {ctx.noise_sigma:g}; the grey band holds {hist.level:.0%} of the bins of "
             f"uniform ranks ({cal.sbc['fraction_ess_sufficient']:.0%} of replicates reached "
