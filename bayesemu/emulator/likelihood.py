@@ -258,10 +258,8 @@ def correlated_log_likelihood(image, mean_image, s, factor, power, iso_extra=Non
 
     Parameters
     ----------
-    image, mean_image : [n]
-        Observed and mean image (flat, counts).
-    s : scalar
-        Image scale.
+    image, mean_image, s
+        As in :func:`woodbury_log_likelihood`.
     factor : [n, R] or None
         ``F`` per unit image scale (None: no emulator covariance).
     power : [H, W]
