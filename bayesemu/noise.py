@@ -35,7 +35,8 @@ import numpy as np
 from .errors import BayesemuInputError
 
 __all__ = ["StationaryNoise", "white_noise", "from_correlation_image", "from_galsim",
-           "correlated_like", "draw_noise", "whiten", "noise_level", "noise_arg", "is_stationary"]
+           "correlated_like", "draw_noise", "whiten", "check_power", "noise_level", "noise_arg",
+           "is_stationary"]
 
 
 class StationaryNoise(NamedTuple):
@@ -82,7 +83,9 @@ def is_stationary(noise) -> bool:
     return isinstance(noise, StationaryNoise)
 
 
-def _checked_power(power, where: str) -> np.ndarray:
+def check_power(power, where: str) -> np.ndarray:
+    """``power`` as a float64 ``[H, W]`` array of finite, positive eigenvalues, or a
+    :class:`BayesemuInputError` naming ``where``."""
     p = np.asarray(power, np.float64)
     if p.ndim != 2:
         raise BayesemuInputError(f"{where}: noise power must be a 2-D [H, W] array, got shape "
@@ -120,7 +123,7 @@ def from_correlation_image(cf, *, floor: float = 1e-6) -> StationaryNoise:
         raise BayesemuInputError(f"correlation image must be 2-D, got shape {cf.shape}")
     power = np.abs(np.fft.fft2(np.fft.ifftshift(cf)))      # GalSim: sqrt(|rfft2(cf)|)^2
     power = np.maximum(power, floor * power.mean())
-    return StationaryNoise(jnp.asarray(_checked_power(power, "correlation image"), jnp.float32))
+    return StationaryNoise(jnp.asarray(check_power(power, "correlation image"), jnp.float32))
 
 
 def from_galsim(noise, shape, pixel_scale: float) -> StationaryNoise:

@@ -281,8 +281,7 @@ maf_options, checkpoint_dir, checkpoint_every, resume
     if truncation is not None:
         info["noise_truncation"] = truncation
     if noisy:
-        info["noisy"] = {"noise": dict((getattr(dataset, "attrs", None) or {}).get("noise")
-                                       or {"model": "gaussian", "sigma": dataset.noise_sigma}),
+        info["noisy"] = {"noise": dataset.noise_model().to_dict(),
                          "likelihood": gen_name == "vae" and fitted is None}
     if augment is not None:
         info["augment"] = {"kind": augment, "images": int(len(fit_images)),
@@ -347,10 +346,8 @@ def _noisy_images(dataset, images, params, rows, physics: str, seed: int):
     (its targets are ``images / image_scale``).
     """
     from .physics import physics_mode
-    from .simulators.base import GaussianNoise, noise_from_dict
 
-    stored = (getattr(dataset, "attrs", None) or {}).get("noise") or {}
-    noise = noise_from_dict(stored) if stored else GaussianNoise(dataset.noise_sigma)
+    noise = dataset.noise_model()
     scale = physics_mode(physics).image_scale(dataset.space, params).astype(np.float64)
     shape = images.shape[1:]
     if noise.kind == "observed":

@@ -158,15 +158,22 @@ class Dataset:
         -------
         np.ndarray, float32 [len(indices), H, W]
         """
+        from ..simulators.base import GaussianNoise
+
+        noise = self.noise_model() if sigma is None else GaussianNoise(sigma)
+        rows = self._rows(indices)
+        return noise.add(self.load_images(rows), _entropy(rng_key_or_seed), rows)
+
+    def noise_model(self):
+        """The dataset's noise model: :class:`~bayesemu.simulators.GaussianNoise` of
+        ``noise_sigma``, or the stored correlated (COSMOS) or observed one
+        (:func:`~bayesemu.simulators.base.noise_from_dict`)."""
         from ..simulators.base import GaussianNoise, noise_from_dict
 
         stored = self.attrs.get("noise") or {}
-        if sigma is None and stored.get("model", "gaussian") != "gaussian":
-            noise = noise_from_dict(stored)        # e.g. COSMOS correlated noise
-        else:
-            noise = GaussianNoise(self.noise_sigma if sigma is None else sigma)
-        rows = self._rows(indices)
-        return noise.add(self.load_images(rows), _entropy(rng_key_or_seed), rows)
+        if stored.get("model", "gaussian") != "gaussian":
+            return noise_from_dict(stored)
+        return GaussianNoise(self.noise_sigma)
 
     # ----------------------------------------------------------- simulator
     @property

@@ -200,22 +200,17 @@ class Emulator:
         """log Normal(image | decode(z, theta), noise_sigma^2 I [+ error model]), pure JAX."""
         image = jnp.asarray(image, jnp.float32).ravel()
         mu = self.decode_latent(theta, z).ravel()
-        if is_stationary(noise_sigma):
-            factor = w = None
-            u, s = self.split(theta)
-            if self.error_model is not None:
-                v, w = self.error_model.variances(u)
-                factor = self.error_model.basis.T * jnp.sqrt(v)
-            chi2, logdet = lk.correlated_log_likelihood(image, mu, s, factor, noise_sigma.power, w)
-            return lk.log_normal(chi2, logdet, image.size)
-        var = jnp.asarray(noise_sigma, jnp.float32) ** 2
-        if self.error_model is None:
-            chi2, logdet = lk.plugin_log_likelihood(mu, image, var)
-        else:
-            u, s = self.split(theta)
+        u, s = self.split(theta)
+        factor = w = None
+        if self.error_model is not None:
             v, w = self.error_model.variances(u)
             factor = self.error_model.basis.T * jnp.sqrt(v)
-            chi2, logdet = lk.woodbury_log_likelihood(image, mu, s, factor, var, w)
+        if is_stationary(noise_sigma):
+            chi2, logdet = lk.correlated_log_likelihood(image, mu, s, factor, noise_sigma.power, w)
+        else:
+            var = jnp.asarray(noise_sigma, jnp.float32) ** 2
+            chi2, logdet = (lk.plugin_log_likelihood(mu, image, var) if factor is None
+                            else lk.woodbury_log_likelihood(image, mu, s, factor, var, w))
         return lk.log_normal(chi2, logdet, image.size)
 
     # ------------------------------------------------------- likelihood

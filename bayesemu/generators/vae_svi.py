@@ -61,10 +61,11 @@ _PCA_INIT_IMAGES = 2048
 def _noisy_log_likelihood(x, loc, sigma, weights, power):
     """``sum_i log Normal(x_i | loc_i, w_i C + sigma^2 I)`` with ``C``'s DFT eigenvalues
     ``power [H, W]`` and ``weights [B]``: two FFTs per image."""
+    from ..noise import whiten
+
     n = x.shape[-1] * x.shape[-2]
     lam = weights[:, None, None] * power + sigma * sigma          # [B, H, W]
-    r = jnp.fft.fft2(x - loc)
-    chi2 = jnp.sum(jnp.square(jnp.abs(r)) / lam, axis=(-2, -1)) / n
+    chi2 = jnp.sum(jnp.square(whiten(x - loc, lam)), axis=(-2, -1))
     return -0.5 * (chi2 + jnp.sum(jnp.log(lam), axis=(-2, -1)) + n * jnp.log(2 * jnp.pi))
 
 

@@ -136,16 +136,16 @@ def _checked_noise(noise, n: int, image_shape) -> tuple[np.ndarray, np.ndarray] 
     """``(weights [n] float32, power [H, W] float32)`` of the known data noise, or None."""
     if noise is None:
         return None
+    from ..noise import check_power
+
     weights, power = noise
-    power = np.asarray(power, np.float32)
     weights = np.broadcast_to(np.asarray(weights, np.float32), (n,)).copy()
-    if power.shape != tuple(image_shape):
-        raise BayesemuInputError(f"fit_vae: noise power has shape {power.shape}; the images "
-                                 f"are {tuple(image_shape)}")
-    if not (np.all(np.isfinite(power)) and np.all(power > 0) and np.all(np.isfinite(weights))
-            and np.all(weights >= 0)):
-        raise BayesemuInputError("fit_vae: noise power must be finite and > 0, and noise "
-                                 "weights finite and >= 0")
+    if np.shape(power) != tuple(image_shape):
+        raise BayesemuInputError(f"fit_vae: noise power has shape {np.shape(power)}; the "
+                                 f"images are {tuple(image_shape)}")
+    power = check_power(power, "fit_vae").astype(np.float32)
+    if not (np.all(np.isfinite(weights)) and np.all(weights >= 0)):
+        raise BayesemuInputError("fit_vae: noise weights must be finite and >= 0")
     return weights, power
 
 

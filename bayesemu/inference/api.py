@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesemuInputError
-from ..noise import is_stationary, noise_arg, noise_level
+from ..noise import check_power, is_stationary, noise_arg, noise_level
 from ..registry import BACKENDS
 from .cache import CompiledCache
 from .diagnostics import check_convergence, to_inference_data
@@ -30,9 +30,7 @@ def check_noise_sigma(noise_sigma, shape=None):
     and, when ``shape`` is given, its grid to be the image's.
     """
     if is_stationary(noise_sigma):
-        p = np.asarray(noise_sigma.power)
-        if not (np.all(np.isfinite(p)) and np.all(p > 0)):
-            raise BayesemuInputError("correlated noise: its power spectrum must be finite and > 0")
+        p = check_power(noise_sigma.power, "correlated noise")
         if shape is not None and tuple(p.shape) != tuple(shape):
             raise BayesemuInputError(f"correlated noise is defined on a {p.shape} grid; the "
                                      f"model's images are {tuple(shape)}")
@@ -181,7 +179,8 @@ def infer(model, image, noise_sigma, prior: Mapping | None = None, backend: str 
     attrs = {
         "model": str(model.identifier), "backend": backend, "latent": latent,
         "uncertainty": uncertainty_label(model, latent, uncertainty, anchor),
-        "noise_sigma": noise_level(sigma), **noise_attrs(sigma), "seed": int(seed), "num_chains": int(num_chains),
+        "noise_sigma": noise_level(sigma), **noise_attrs(sigma), "seed": int(seed),
+        "num_chains": int(num_chains),
         "num_warmup": int(num_warmup), "num_samples": int(num_samples),
         "dense_mass": int(bool(dense_mass)), "warmup": warmup,
         "sampling_time_s": float(elapsed),

@@ -47,12 +47,9 @@ def correlated_noise(dataset, sigma: float):
     its noise is white (SBC then uses white noise of ``sigma``)."""
     import dataclasses
 
-    from ...simulators.base import noise_from_dict
-
-    stored = (getattr(dataset, "attrs", None) or {}).get("noise") or {}
-    if stored.get("model") != "cosmos":
+    noise = dataset.noise_model()
+    if noise.kind != "cosmos":
         return None
-    noise = noise_from_dict(stored)
     return dataclasses.replace(noise, variance=float(sigma) ** 2)
 
 
